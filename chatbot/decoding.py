@@ -1,0 +1,269 @@
+"""Choosing replies with the NumPy engine: greedy, sampling and beam search, plus reply scoring.
+
+Every mode decodes a batch of sources together (right-padded, sorted by length and cut into chunks of about
+CHUNK_ROWS decoder rows) and stops as soon as every row has ended. The rules shared by all modes: PAD, UNK, START
+and SEP are never emitted; END is forbidden until `min_length` tokens are out; after `max_length` tokens only END
+may follow, so a reply never runs longer and every `log_prob` is log p(reply + END | input) under the plain model
+(temperature 1, no masks), the same number `score_replies` gives. `no_repeat_ngram` applies in every mode, so
+beam search with width 1 is exactly greedy. Arrays stay float32; only the per-row sums are float64.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .config import DecodingConfig
+from .tokenizer import END_ID, PAD_ID, SEP_ID, START_ID, UNK_ID
+
+BANNED_IDS = np.array([PAD_ID, UNK_ID, START_ID, SEP_ID])
+CHUNK_ROWS = 256  # decoder rows stepped together: big enough for fast matmuls, small enough to stay in cache
+_NEG_INF = np.float32(-np.inf)
+
+
+@dataclasses.dataclass
+class Candidate:
+    ids: list  # reply token ids, without the end token
+    log_prob: float  # log p(reply + END | input) under the model: temperature 1, no penalties
+    score: float  # what candidates are ranked by (length penalty or reranking); higher is better
+
+    @property
+    def per_token(self):
+        return self.log_prob / (len(self.ids) + 1)
+
+
+def length_penalty(length, alpha):
+    """GNMT's ((5 + length) / 6) ** alpha; scores are log_prob divided by it, length counting the END token."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _candidate(ids, log_prob, alpha):
+    return Candidate(ids, log_prob, log_prob / length_penalty(len(ids) + 1, alpha))
+
+
+def _pad(sources):
+    rows = [list(source) or [PAD_ID] for source in sources]
+    padded = np.zeros((len(rows), max(map(len, rows))), np.int64)
+    for i, row in enumerate(rows):
+        padded[i, :len(row)] = row
+    return padded
+
+
+def _log_normaliser(logits):
+    """log sum exp over the vocabulary, per row, computed stably in float32."""
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+
+
+def _block_repeats(logits, history, n):
+    """Forbid, per row, every token that would complete an n-gram already in that row's history."""
+    rows, length = history.shape
+    if n <= 0 or length < max(n - 1, 1):
+        return
+    if n == 1:
+        logits[np.arange(rows)[:, None], history] = _NEG_INF
+        return
+    windows = np.lib.stride_tricks.sliding_window_view(history, n - 1, axis=1)[:, :length - n + 1]
+    match = (windows == history[:, None, length - n + 1:]).all(axis=2)
+    r, j = np.nonzero(match)
+    logits[r, history[r, j + n - 1]] = _NEG_INF
+
+
+def _constrain(logits, t, history, min_length, max_length, no_repeat):
+    """Set the logits of every token that may not come next to -inf, in place."""
+    end = logits[:, END_ID].copy()
+    if t >= max_length:
+        logits.fill(_NEG_INF)
+    else:
+        logits[:, BANNED_IDS] = _NEG_INF
+        _block_repeats(logits, history, no_repeat)
+    if t >= min_length or t >= max_length:
+        logits[:, END_ID] = end
+    else:
+        logits[:, END_ID] = _NEG_INF
+        stuck = np.isneginf(logits.max(axis=1))  # n-gram blocking left nothing (tiny vocabularies): let it end
+        logits[stuck, END_ID] = end[stuck]
+
+
+def _sampler(rng, temperature, top_k, top_p):
+    def choose(logits):
+        x = logits / np.float32(temperature)
+        if 0 < top_k < x.shape[1]:
+            kth = -np.partition(-x, top_k - 1, axis=1)[:, top_k - 1:top_k]
+            x[x < kth] = _NEG_INF
+        x -= x.max(axis=1, keepdims=True)
+        p = np.exp(x)
+        if top_p < 1:  # nucleus: keep the smallest set of most likely tokens whose mass reaches top_p
+            desc = -np.sort(-p, axis=1)
+            cum = np.cumsum(desc, axis=1)
+            last = np.minimum((cum < np.float32(top_p) * cum[:, -1:]).sum(axis=1), p.shape[1] - 1)
+            p[p < desc[np.arange(len(p)), last][:, None]] = 0
+        cum = np.cumsum(p, axis=1)
+        target = (1.0 - rng.random(len(p))) * cum[:, -1]  # in (0, total]: never lands on a zero-mass token
+        return (cum < target[:, None]).sum(axis=1)
+
+    return choose
+
+
+def _greedy_choice(logits):
+    return logits.argmax(axis=1)
+
+
+def _decode_rows(engine, padded, choose, config, repeat=1):
+    """Greedy or sampled decoding of every row together. Returns (ids, log_prob) per row (source-major)."""
+    encoded = engine.encode(padded)
+    if repeat > 1:
+        encoded = encoded.select(np.repeat(np.arange(len(padded)), repeat))
+    rows, max_length = encoded.values.shape[0], config.max_length
+    tokens = np.zeros((rows, max_length + 1), np.int64)
+    lengths = np.full(rows, max_length)
+    sums = np.zeros(rows)
+    live = np.arange(rows)  # the output row of each batch row
+    done = np.zeros(rows, bool)
+    state, previous = encoded.state, np.full(rows, START_ID)
+    for t in range(max_length + 1):
+        logits, state = engine.step(encoded, state, previous)
+        norm = _log_normaliser(logits)
+        _constrain(logits, t, tokens[live, :t], config.min_length, max_length, config.no_repeat_ngram)
+        choice = choose(logits)
+        fresh = ~done
+        sums[live[fresh]] += (logits[np.arange(len(choice)), choice] - norm)[fresh]
+        tokens[live[fresh], t] = choice[fresh]
+        ended = fresh & (choice == END_ID)
+        lengths[live[ended]] = t
+        done |= ended
+        if done.all():
+            break
+        previous = choice
+        if done.sum() * 4 > len(done):  # drop finished rows once they are a quarter of the batch
+            keep = ~done
+            encoded, state, live = encoded.select(keep), state[:, :, keep], live[keep]
+            previous, done = previous[keep], done[keep]
+    return [(tokens[r, :lengths[r]].tolist(), float(sums[r])) for r in range(rows)]
+
+
+def _beam_search(engine, padded, k, n_want, config):
+    """Beam search of width k over every source at once (a B*k batch). Returns up to n_want Candidates each."""
+    alpha, min_length, max_length = config.length_penalty, config.min_length, config.max_length
+    sources = len(padded)
+    encoded = engine.encode(padded).select(np.repeat(np.arange(sources), k))
+    state, previous = encoded.state, np.full(sources * k, START_ID)
+    vocab = engine.output_bias.shape[0]
+    sums = np.full((sources, k), -np.inf)
+    sums[:, 0] = 0.0  # all k beams start identical: only the first one is expanded
+    tokens = np.zeros((sources * k, 0), np.int64)
+    alive = np.arange(sources)
+    finished = [[] for _ in range(sources)]
+    width = min(2 * k, k * vocab)
+    for t in range(max_length + 1):
+        logits, state = engine.step(encoded, state, previous)
+        logits -= _log_normaliser(logits)[:, None]
+        _constrain(logits, t, tokens, min_length, max_length, config.no_repeat_ngram)
+        n = len(alive)
+        totals = (logits.reshape(n, k, vocab) + sums.astype(np.float32)[:, :, None]).reshape(n, k * vocab)
+        top = np.argpartition(-totals, width - 1, axis=1)[:, :width]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(totals, top, 1), axis=1, kind="stable"), 1)
+        rows = np.arange(n)[:, None] * k + top // vocab
+        token = top % vocab
+        new_sums = sums.reshape(-1)[rows] + logits[rows, token]
+        is_end = token == END_ID
+        # An END counts only if it ranks among the top k, as in greedy search when k == 1.
+        ranked = width if k > 1 else 1
+        for b, j in zip(*np.nonzero(is_end[:, :ranked] & np.isfinite(new_sums[:, :ranked]))):
+            finished[alive[b]].append(_candidate(tokens[rows[b, j]].tolist(), float(new_sums[b, j]), alpha))
+        go_on = ~is_end
+        cols = np.nonzero(go_on & (np.cumsum(go_on, axis=1) <= k))[1].reshape(n, k)  # ENDs <= k, so k remain
+        parents = np.take_along_axis(rows, cols, 1).reshape(-1)
+        previous = np.take_along_axis(token, cols, 1).reshape(-1)
+        sums = np.take_along_axis(new_sums, cols, 1)
+        state, tokens = state[:, :, parents], np.concatenate([tokens[parents], previous[:, None]], axis=1)
+        # A source is done with k finished, or with n_want finished that no live beam can beat.
+        best = sums.max(axis=1)
+        bound = best / length_penalty(max_length + 1 if alpha > 0 else t + 2, alpha)
+        done = ~np.isfinite(best)
+        for b in range(n):
+            got = sorted((c.score for c in finished[alive[b]]), reverse=True)
+            done[b] |= (k == 1 and len(got) >= 1) or (len(got) >= n_want and bound[b] <= got[n_want - 1])
+        if done.all():
+            break
+        if done.any():
+            keep = ~done
+            rows_kept = np.repeat(keep, k)
+            encoded, state, tokens = encoded.select(rows_kept), state[:, :, rows_kept], tokens[rows_kept]
+            previous, sums, alive = previous[rows_kept], sums[keep], alive[keep]
+    return [sorted(group, key=lambda c: -c.score)[:n_want] for group in finished]
+
+
+def decode(engine, sources, config, rng=None):
+    """Replies for every source: per source, up to max(config.n_best, 1) Candidates, best first."""
+    config.validate()
+    if rng is None:
+        rng = np.random.default_rng(config.seed)  # a seed of None gives fresh entropy
+    n_best = max(config.n_best, 1)
+    reranking = config.rerank > 0 and config.mode != "greedy"
+    pool = max(n_best, RERANK_POOL) if reranking else n_best
+    per_source = {"greedy": 1, "sample": pool, "beam": max(config.beam, pool)}[config.mode]
+    chunk = max(1, CHUNK_ROWS // per_source)
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results = [None] * len(sources)
+    for start in range(0, len(order), chunk):
+        index = order[start:start + chunk]
+        padded = _pad([sources[i] for i in index])
+        if config.mode == "beam":
+            groups = _beam_search(engine, padded, per_source, pool, config)
+        else:
+            choose = _greedy_choice if config.mode == "greedy" else _sampler(
+                rng, config.temperature, config.top_k, config.top_p)
+            rows = _decode_rows(engine, padded, choose, config, per_source)
+            groups = []
+            for b in range(len(index)):
+                unique = {}  # a sample drawn twice counts once
+                for ids, log_prob in rows[b * per_source:(b + 1) * per_source]:
+                    unique.setdefault(tuple(ids), log_prob)
+                found = [_candidate(list(ids), lp, config.length_penalty) for ids, lp in unique.items()]
+                groups.append(sorted(found, key=lambda c: -c.score))
+        if reranking:
+            groups = rerank_many(engine, [sources[i] for i in index], groups, config.rerank)
+        for i, group in zip(index, groups):
+            results[i] = group[:n_best]
+    return results
+
+
+def greedy(engine, sources, max_length, min_length=1, *, no_repeat_ngram=0, length_penalty=1.0):
+    """Batched argmax decoding, one Candidate per source (for evaluation)."""
+    config = DecodingConfig(mode="greedy", max_length=max_length, min_length=min_length,
+                            no_repeat_ngram=no_repeat_ngram, length_penalty=length_penalty, n_best=1)
+    return [group[0] for group in decode(engine, sources, config)]
+
+
+def score_replies(engine, sources, replies):
+    """log p(reply + END | source) for each pair, teacher-forced in batches sorted by reply length."""
+    totals = np.zeros(len(replies))
+    order = sorted(range(len(replies)), key=lambda i: len(replies[i]))
+    for start in range(0, len(order), CHUNK_ROWS):
+        index = order[start:start + CHUNK_ROWS]
+        steps = max(len(replies[i]) for i in index) + 1
+        inputs = np.full((len(index), steps), PAD_ID, np.int64)
+        targets = np.full((len(index), steps), PAD_ID, np.int64)
+        valid = np.zeros((len(index), steps), bool)
+        for j, i in enumerate(index):
+            reply = list(replies[i])
+            inputs[j, :len(reply) + 1] = [START_ID] + reply
+            targets[j, :len(reply) + 1] = reply + [END_ID]
+            valid[j, :len(reply) + 1] = True
+        encoded = engine.encode(_pad([sources[i] for i in index]))
+        state, sums, every = encoded.state, np.zeros(len(index)), np.arange(len(index))
+        for t in range(steps):
+            logits, state = engine.step(encoded, state, inputs[:, t])
+            sums += np.where(valid[:, t], logits[every, targets[:, t]] - _log_normaliser(logits), 0)
+        totals[index] = sums
+    return totals.tolist()
+
+
+def score_reply(engine, source, reply_ids):
+    """log p(reply + END | source) under the model."""
+    return score_replies(engine, [source], [reply_ids])[0]
+
+
+from .rerank import RERANK_POOL, rerank, rerank_many  # noqa: E402  (rerank.py uses score_replies)
+
+__all__ = ["Candidate", "decode", "greedy", "length_penalty", "rerank", "score_replies", "score_reply"]

@@ -1,0 +1,1 @@
+"""Model bundles shipped with the package; default/ is the one `chatbot` chats with."""

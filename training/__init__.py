@@ -1,0 +1,1 @@
+"""Training: the Keras model, input pipeline, training loop and export to a model bundle. Needs TensorFlow."""

@@ -1,0 +1,72 @@
+"""The Keras encoder-decoder. Layer names match the bundle's array names (see training/export.py), and every
+equation here has its NumPy twin in chatbot/engine.py; tests/test_parity.py keeps the two equal."""
+
+import keras
+from keras import layers, ops
+
+from chatbot.config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class LuongAttention(layers.Layer):
+    """Luong "general" attention: score(h_t, h_s) = h_t . (W h_s), then tanh(W_c [context; h_t]).
+
+    Inputs: decoder outputs (B, T, D), encoder outputs (B, S, D) and the source mask (B, S)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.supports_masking = True  # the decoder's target mask passes through to the output layer
+
+    def build(self, query_shape, values_shape=None, source_mask_shape=None):
+        self.kernel = self.add_weight(name="kernel", shape=(self.units, self.units), initializer="glorot_uniform")
+        self.combine_kernel = self.add_weight(name="combine_kernel", shape=(2 * self.units, self.units),
+                                              initializer="glorot_uniform")
+
+    def call(self, query, values, source_mask):
+        keys = ops.matmul(values, ops.transpose(self.kernel))
+        scores = ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+        padding = 1.0 - ops.cast(source_mask, scores.dtype)
+        scores = scores - 1e9 * padding[:, None, :] if scores.dtype == "float32" else scores - 6e4 * padding[:, None, :]
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.matmul(weights, values)
+        return ops.tanh(ops.matmul(ops.concatenate([context, query], axis=-1), self.combine_kernel))
+
+    def compute_output_shape(self, query_shape, values_shape=None, source_mask_shape=None):
+        return query_shape
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def _rnn(config, units, name, **kwargs):
+    cls = layers.LSTM if config.cell == "lstm" else layers.GRU
+    return cls(units, return_sequences=True, return_state=True, name=name, **kwargs)
+
+
+def build_model(config: ModelConfig):
+    """Teacher-forced model: (source_ids, target_in_ids) -> logits over the vocabulary at every target step."""
+    source = keras.Input((None,), dtype="int32", name="source_ids")
+    target_in = keras.Input((None,), dtype="int32", name="target_in_ids")
+    embedding = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
+    states_per_layer = {"lstm": 2, "gru": 1}[config.cell]
+
+    x = embedding(source)
+    starts = []
+    for i in range(config.layers):
+        x = layers.Dropout(config.dropout, name=f"encoder_dropout{i}")(x)
+        out = layers.Bidirectional(_rnn(config, config.encoder_units, f"encoder_rnn{i}"), name=f"encoder_layer{i}")(x)
+        x, forward, backward = out[0], out[1:1 + states_per_layer], out[1 + states_per_layer:]
+        starts.append([layers.Concatenate(name=f"encoder_state{i}_{k}")([f, b])
+                       for k, (f, b) in enumerate(zip(forward, backward))])
+
+    y = embedding(target_in)
+    for i in range(config.layers):
+        y = layers.Dropout(config.dropout, name=f"decoder_dropout{i}")(y)
+        y = _rnn(config, config.decoder_units, f"decoder_layer{i}")(y, initial_state=starts[i])[0]
+
+    source_mask = ops.not_equal(source, 0)
+    attended = LuongAttention(config.decoder_units, name="attention")(y, x, source_mask)
+    attended = layers.Dropout(config.dropout, name="output_dropout")(attended)
+    logits = layers.Dense(config.vocab_size, name="output", dtype="float32")(attended)
+    return keras.Model({"source_ids": source, "target_in_ids": target_in}, logits, name="seq2seq")

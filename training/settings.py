@@ -1,0 +1,104 @@
+"""Training settings: a preset TOML file plus command-line overrides, in one dataclass saved with each run."""
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from chatbot.config import ModelConfig
+from chatbot.errors import UsageError
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+STRATEGIES = ("none", "mirrored", "multi-worker")
+
+
+def preset_names():
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    preset: str = "small"
+    # model
+    embedding_dim: int = 128
+    encoder_units: int = 128
+    layers: int = 1
+    cell: str = "lstm"
+    dropout: float = 0.2
+    max_source_len: int = 30
+    max_target_len: int = 30
+    context_turns: int = 1
+    # data
+    min_count: int = 1
+    max_vocab: int = 4000
+    valid_fraction: float = 0.05
+    # optimisation
+    batch_size: int = 32
+    epochs: int = 30
+    max_steps: int = 0
+    learning_rate: float = 0.002
+    lr_decay: float = 0.5
+    clipnorm: float = 5.0
+    patience: int = 0
+    seed: int = 1
+    checkpoint_every: int = 500
+    xla: bool = True
+    strategy: str = "none"
+
+    # Fields that change the network or the data it sees; a run resumed with different ones is a different run.
+    SHAPING = ("embedding_dim", "encoder_units", "layers", "cell", "max_source_len", "max_target_len",
+               "context_turns", "min_count", "max_vocab", "valid_fraction", "batch_size", "seed")
+
+    def model_config(self, vocab_size):
+        return ModelConfig(vocab_size=vocab_size, embedding_dim=self.embedding_dim,
+                           encoder_units=self.encoder_units, layers=self.layers, cell=self.cell,
+                           dropout=self.dropout, max_source_len=self.max_source_len,
+                           max_target_len=self.max_target_len, context_turns=self.context_turns)
+
+    def validate(self):
+        ModelConfig(vocab_size=10, **{k: getattr(self, k) for k in (
+            "embedding_dim", "encoder_units", "layers", "cell", "dropout", "max_source_len", "max_target_len",
+            "context_turns")}).validate(UsageError)
+        positive = ("batch_size", "epochs", "max_vocab", "min_count", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
+        if self.max_steps < 0 or self.patience < 0:
+            raise UsageError("--max-steps and --patience must be >= 0")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning-rate must be > 0, not {self.learning_rate}")
+        if not 0 <= self.valid_fraction < 1:
+            raise UsageError(f"valid_fraction must be in [0, 1), not {self.valid_fraction}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def differences(self, other):
+        return [name for name in self.SHAPING if getattr(self, name) != getattr(other, name)]
+
+
+def load_preset(name, **overrides):
+    """The preset's settings with every non-None override applied on top."""
+    path = PRESETS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise UsageError(f"unknown preset {name!r} (available: {', '.join(preset_names())})")
+    with open(path, "rb") as f:
+        try:
+            sections = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    flat = {"preset": name}
+    for table in sections.values():
+        flat.update(table)
+    unknown = set(flat) - {f.name for f in dataclasses.fields(TrainSettings)}
+    if unknown:
+        raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    flat.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainSettings(**flat).validate()
