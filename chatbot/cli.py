@@ -75,9 +75,10 @@ def build_parser():
     reply.add_argument("text", nargs="*", help="the message; without it, each stdin line is one message")
     reply.add_argument("--json", action="store_true", help="one JSON object per reply")
     sub.add_parser("info", parents=[common], help="show the model's config and training summary")
-    from . import train_cli
+    from . import eval_cli, train_cli
 
     train_cli.add_parser(sub)
+    eval_cli.add_parser(sub, common)
     return parser
 
 
@@ -140,6 +141,10 @@ def main(argv=None):
             from . import train_cli
 
             return train_cli.run(args)
+        if command == "eval":
+            from . import eval_cli
+
+            return eval_cli.run(args)
         return {"chat": cmd_chat, "reply": cmd_reply, "info": cmd_info}[command](args)
     except ChatbotError as exc:
         print(f"chatbot: {exc}", file=sys.stderr)

@@ -51,7 +51,8 @@ def _pad(sources):
 def _log_normaliser(logits):
     """log sum exp over the vocabulary, per row, computed stably in float32."""
     top = logits.max(axis=1)
-    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    shifted = logits - top[:, None]
+    return top + np.log(np.exp(shifted, out=shifted).sum(axis=1))
 
 
 def _block_repeats(logits, history, n):
@@ -167,8 +168,7 @@ def _beam_search(engine, padded, k, n_want, config):
         new_sums = sums.reshape(-1)[rows] + logits[rows, token]
         is_end = token == END_ID
         # An END counts only if it ranks among the top k, as in greedy search when k == 1.
-        ranked = width if k > 1 else 1
-        for b, j in zip(*np.nonzero(is_end[:, :ranked] & np.isfinite(new_sums[:, :ranked]))):
+        for b, j in zip(*np.nonzero(is_end[:, :k] & np.isfinite(new_sums[:, :k]))):
             finished[alive[b]].append(_candidate(tokens[rows[b, j]].tolist(), float(new_sums[b, j]), alpha))
         go_on = ~is_end
         cols = np.nonzero(go_on & (np.cumsum(go_on, axis=1) <= k))[1].reshape(n, k)  # ENDs <= k, so k remain
@@ -182,7 +182,7 @@ def _beam_search(engine, padded, k, n_want, config):
         done = ~np.isfinite(best)
         for b in range(n):
             got = sorted((c.score for c in finished[alive[b]]), reverse=True)
-            done[b] |= (k == 1 and len(got) >= 1) or (len(got) >= n_want and bound[b] <= got[n_want - 1])
+            done[b] |= len(got) >= max(k, n_want) or (len(got) >= n_want and bound[b] <= got[n_want - 1])
         if done.all():
             break
         if done.any():
