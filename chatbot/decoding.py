@@ -13,10 +13,12 @@ import dataclasses
 import numpy as np
 
 from .config import DecodingConfig
+from .rerank import RERANK_POOL, rerank, rerank_many  # noqa: F401  (rerank is part of this module's API)
 from .tokenizer import END_ID, PAD_ID, SEP_ID, START_ID, UNK_ID
 
 BANNED_IDS = np.array([PAD_ID, UNK_ID, START_ID, SEP_ID])
 CHUNK_ROWS = 256  # decoder rows stepped together: big enough for fast matmuls, small enough to stay in cache
+NUCLEUS_PROBE = 64  # top-p sampling looks at this many likeliest tokens before sorting a whole row
 _NEG_INF = np.float32(-np.inf)
 
 
@@ -85,22 +87,54 @@ def _constrain(logits, t, history, min_length, max_length, no_repeat):
         logits[stuck, END_ID] = end[stuck]
 
 
+def _draw(p, rng):
+    """One index per row, with probability proportional to p (unnormalised, >= 0)."""
+    cum = np.cumsum(p, axis=1)
+    target = (1.0 - rng.random(len(p))) * cum[:, -1]  # in (0, total]: never lands on a zero-mass token
+    return (cum < target[:, None]).sum(axis=1)
+
+
+def _draw_top(x, rng, width, top_p, whole_row_mass):
+    """Sample among each row's `width` likeliest tokens, cut to the top_p nucleus (the smallest set whose mass
+    reaches top_p of the row's, or of the width's, mass). Returns the ids and the rows whose nucleus is wider."""
+    index = np.argpartition(-x, width - 1, axis=1)[:, :width]
+    values = np.take_along_axis(x, index, 1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    index, values = np.take_along_axis(index, order, 1), np.take_along_axis(values, order, 1)
+    p = np.exp(values - values[:, :1])
+    cum = np.cumsum(p, axis=1)
+    mass = np.exp(x - values[:, :1]).sum(axis=1) if whole_row_mass else cum[:, -1]
+    size = (cum < np.float32(top_p) * mass[:, None]).sum(axis=1) + 1
+    p[np.arange(width) >= size[:, None]] = 0
+    return np.take_along_axis(index, _draw(p, rng)[:, None], 1)[:, 0], size > width
+
+
+def _draw_nucleus(x, rng, top_p):
+    """Nucleus sampling over whole rows: sorts values only, then keeps every token at or above the cut."""
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    if top_p < 1:
+        desc = -np.sort(-p, axis=1)
+        cum = np.cumsum(desc, axis=1)
+        last = np.minimum((cum < np.float32(top_p) * cum[:, -1:]).sum(axis=1), p.shape[1] - 1)
+        p[p < desc[np.arange(len(p)), last][:, None]] = 0
+    return _draw(p, rng)
+
+
 def _sampler(rng, temperature, top_k, top_p):
+    """Temperature, then top-k, then top-p. Nucleus sampling without top-k first tries each row's
+    NUCLEUS_PROBE likeliest tokens and sorts the whole row only where the nucleus is wider."""
+
     def choose(logits):
         x = logits / np.float32(temperature)
-        if 0 < top_k < x.shape[1]:
-            kth = -np.partition(-x, top_k - 1, axis=1)[:, top_k - 1:top_k]
-            x[x < kth] = _NEG_INF
-        x -= x.max(axis=1, keepdims=True)
-        p = np.exp(x)
-        if top_p < 1:  # nucleus: keep the smallest set of most likely tokens whose mass reaches top_p
-            desc = -np.sort(-p, axis=1)
-            cum = np.cumsum(desc, axis=1)
-            last = np.minimum((cum < np.float32(top_p) * cum[:, -1:]).sum(axis=1), p.shape[1] - 1)
-            p[p < desc[np.arange(len(p)), last][:, None]] = 0
-        cum = np.cumsum(p, axis=1)
-        target = (1.0 - rng.random(len(p))) * cum[:, -1]  # in (0, total]: never lands on a zero-mass token
-        return (cum < target[:, None]).sum(axis=1)
+        vocab = x.shape[1]
+        if 0 < top_k < vocab:
+            return _draw_top(x, rng, top_k, top_p, False)[0]
+        if top_p >= 1 or NUCLEUS_PROBE >= vocab:
+            return _draw_nucleus(x, rng, top_p)
+        token, wider = _draw_top(x, rng, NUCLEUS_PROBE, top_p, True)
+        if wider.any():
+            token[wider] = _draw_nucleus(x[wider], rng, top_p)
+        return token
 
     return choose
 
@@ -176,13 +210,15 @@ def _beam_search(engine, padded, k, n_want, config):
         previous = np.take_along_axis(token, cols, 1).reshape(-1)
         sums = np.take_along_axis(new_sums, cols, 1)
         state, tokens = state[:, :, parents], np.concatenate([tokens[parents], previous[:, None]], axis=1)
-        # A source is done with k finished, or with n_want finished that no live beam can beat.
+        # A source is done once n_want finished hypotheses exist that no live beam can beat: log-probs only
+        # fall, so the best live sum over the most favourable length penalty bounds every continuation.
+        # (Stopping at k finished, as some libraries do, let short junk endings end the search early.)
         best = sums.max(axis=1)
         bound = best / length_penalty(max_length + 1 if alpha > 0 else t + 2, alpha)
         done = ~np.isfinite(best)
         for b in range(n):
             got = sorted((c.score for c in finished[alive[b]]), reverse=True)
-            done[b] |= len(got) >= max(k, n_want) or (len(got) >= n_want and bound[b] <= got[n_want - 1])
+            done[b] |= len(got) >= n_want and bound[b] <= got[n_want - 1]
         if done.all():
             break
         if done.any():
@@ -263,7 +299,5 @@ def score_reply(engine, source, reply_ids):
     """log p(reply + END | source) under the model."""
     return score_replies(engine, [source], [reply_ids])[0]
 
-
-from .rerank import RERANK_POOL, rerank, rerank_many  # noqa: E402  (rerank.py uses score_replies)
 
 __all__ = ["Candidate", "decode", "greedy", "length_penalty", "rerank", "score_replies", "score_reply"]

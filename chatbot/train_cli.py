@@ -1,9 +1,11 @@
 """`chatbot train`: the options are defined here, without TensorFlow; training/ is imported only to run."""
 
+import argparse
+import importlib.util
 import signal
 import sys
 
-from .errors import ChatbotError
+from .errors import ChatbotError, UsageError
 
 FORMATS = ("auto", "dailydialog", "cornell", "chatterbot", "tsv", "jsonl", "text")
 
@@ -11,7 +13,8 @@ FORMATS = ("auto", "dailydialog", "cornell", "chatterbot", "tsv", "jsonl", "text
 OVERRIDES = {"epochs": int, "max_steps": int, "batch_size": int, "units": int, "embedding_dim": int,
              "layers": int, "cell": str, "dropout": float, "learning_rate": float, "max_vocab": int,
              "min_count": int, "max_source_len": int, "max_target_len": int, "context_turns": int, "seed": int,
-             "patience": int, "checkpoint_every": int, "valid_fraction": float, "strategy": str}
+             "patience": int, "checkpoint_every": int, "valid_fraction": float, "lr_decay": float, "clipnorm": float,
+             "strategy": str}
 
 
 def add_parser(sub):
@@ -24,11 +27,12 @@ def add_parser(sub):
     p.add_argument("--valid-format", default="auto", help="format of --valid")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the model bundle")
     p.add_argument("--run-dir", metavar="DIR", help="checkpoints, logs and cache (default: OUT.run)")
-    p.add_argument("--preset", default="small", help="tiny, small or base (training/presets/*.toml)")
+    p.add_argument("--preset", help="tiny, small or base (training/presets/*.toml; default: small)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     p.add_argument("--init-from", metavar="BUNDLE", help="fine-tune starting from a trained bundle")
     p.add_argument("--grow-vocab", action="store_true", help="with --init-from: add the new data's words")
-    p.add_argument("--no-xla", dest="xla", action="store_false", default=None, help="do not compile with XLA")
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the training step with XLA (default: as the preset says)")
     for name, kind in OVERRIDES.items():
         flag = "--" + name.replace("_", "-")
         if name == "units":
@@ -44,26 +48,24 @@ def add_parser(sub):
 
 def run(args):
     if args.format not in FORMATS:
-        from .errors import UsageError
-
         raise UsageError(f"unknown corpus format {args.format!r} (supported: {', '.join(FORMATS)})")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise ChatbotError("training needs TensorFlow: pip install 'chatbot[train]'") from None
-    from training.run import Run
-    from training.train import Trainer
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ChatbotError("training needs TensorFlow: pip install 'chatbot[train]'")
+    from training.run import Run  # reads the corpus without TensorFlow: a bad one is reported at once
 
     overrides = {name: getattr(args, name, None) for name in list(OVERRIDES) + ["encoder_units", "xla"]}
     overrides.pop("units")
     run_ = Run(args.out, args.run_dir, log=lambda line: print(line, flush=True))
     if args.resume:
-        run_.resume_from(overrides)
+        # The command line that started the run, with --resume added, continues it; --init-from is then moot.
+        run_.resume_from(overrides, preset=args.preset, data=args.data)
     else:
-        run_.start(args.data, args.format, args.preset, overrides, valid=args.valid, valid_format=args.valid_format,
-                   init_from=args.init_from, grow_vocab=args.grow_vocab)
+        run_.start(args.data, args.format, args.preset or "small", overrides, valid=args.valid,
+                   valid_format=args.valid_format, init_from=args.init_from, grow_vocab=args.grow_vocab)
     # Ctrl-C (SIGINT) is turned into KeyboardInterrupt by Python; SIGTERM (kill) gets the same clean save.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from training.train import Trainer
+
     try:
         return Trainer(run_).fit()
     except FloatingPointError as exc:

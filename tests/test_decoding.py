@@ -97,6 +97,27 @@ def test_top_k_one_and_tiny_top_p_equal_greedy():
             assert [[c.ids for c in group] for group in sampled] == expected, changes
 
 
+@pytest.mark.parametrize("probe", [2, 3, 64])  # nucleus wider than the probe (whole-row fallback), exact, no probe
+@pytest.mark.parametrize("top_k, top_p, expected", [
+    (0, 0.7, {0: 0.4, 1: 0.25, 2: 0.15}),  # 0.4 + 0.25 < 0.7 <= 0.4 + 0.25 + 0.15
+    (2, 1.0, {0: 0.4, 1: 0.25}),
+    (3, 0.6, {0: 0.4, 1: 0.25}),  # top-k first, then the nucleus of what is left: 0.4 / 0.8 < 0.6
+    (0, 1.0, {0: 0.4, 1: 0.25, 2: 0.15, 3: 0.1, 4: 0.05, 5: 0.05}),
+])
+def test_sampling_draws_from_the_truncated_distribution(monkeypatch, probe, top_k, top_p, expected):
+    monkeypatch.setattr(decoding, "NUCLEUS_PROBE", probe)
+    probs = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.05])
+    shuffle = np.random.default_rng(0).permutation(len(probs))  # token shuffle[i] has probability probs[i]
+    logits = np.full(len(probs), -5.0, np.float32)
+    logits[shuffle] = np.log(probs)
+    choose = decoding._sampler(np.random.default_rng(1), 1.0, top_k, top_p)
+    drawn = choose(np.tile(logits, (20000, 1)))
+    total = sum(expected.values())
+    for i, p in expected.items():
+        assert np.mean(drawn == shuffle[i]) == pytest.approx(p / total, abs=0.015)
+    assert set(drawn.tolist()) == {int(shuffle[i]) for i in expected}
+
+
 def test_n_best_distinct_sorted_and_consistent_with_score_reply():
     engine = make_engine(5)
     for mode, alpha in (("beam", 1.0), ("beam", 0.0), ("sample", 0.6)):

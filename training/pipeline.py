@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from chatbot import corpora
 from chatbot.tokenizer import END_ID, START_ID, UNK_ID, Vocabulary
 
 SHARD_PAIRS = 50_000
-CACHE_VERSION = 1
+CHUNK_PAIRS = 4096  # examples handed from Python to tf.data at a time
+CACHE_VERSION = 2
 
 
 def _is_valid(source, target, fraction):
@@ -50,22 +50,31 @@ def tokenize_corpus(data, fmt, tokenizer, settings, workdir, valid_data=None, va
             if not held_out:
                 counts.update(source)
                 counts.update(target)
-            (valid if held_out else train).write(" ".join(source) + "\t" + " ".join(target) + "\n")
+            (valid if held_out else train).write(_tok_line(source, target))
         if valid_data is not None:
             valid_stats = corpora.CorpusStats()
             for source, target in pairs(valid_data, valid_format, valid_stats):
-                valid.write(" ".join(source) + "\t" + " ".join(target) + "\n")
+                valid.write(_tok_line(source, target))
     corpora.require_pairs(stats)
     for name in ("train", "valid"):
         os.replace(workdir / f"{name}.tok.tmp", workdir / f"{name}.tok")
     return stats, counts
 
 
+# Tokens may hold spaces (the tweet tokenizer keeps "309 789 1267" as one phone number), but never the control
+# characters the tokenizer's normaliser removes: those separate tokens, and source from target, in *.tok files.
+_TOKEN_SEP, _SIDE_SEP = "\x1f", "\x1e"
+
+
+def _tok_line(source, target):
+    return _TOKEN_SEP.join(source) + _SIDE_SEP + _TOKEN_SEP.join(target) + "\n"
+
+
 def _read_tok(path):
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", newline="\n") as f:
         for line in f:
-            source, target = line.rstrip("\n").split("\t")
-            yield source.split(), target.split()
+            source, target = line[:-1].split(_SIDE_SEP)
+            yield source.split(_TOKEN_SEP), target.split(_TOKEN_SEP)
 
 
 def build_vocab(counts, settings):
@@ -114,6 +123,7 @@ def write_shards(workdir, vocab):
 
 
 def bucket_boundaries(max_len):
+    """Length boundaries of the buckets; a batch in the bucket [lo, hi) is padded to hi - 1 tokens."""
     bounds, b = [], 6
     while b < max_len + 1:
         bounds.append(b)
@@ -121,27 +131,109 @@ def bucket_boundaries(max_len):
     return bounds + [max_len + 2]
 
 
-def _examples(workdir, shards, seed, epoch, shuffle):
+def _bounds(settings):
+    return bucket_boundaries(max(settings.max_source_len, settings.max_target_len))
+
+
+def global_batch_size(settings, replicas=1):
+    """Rows per step: the batch size rounded up so that every replica gets as many rows."""
+    return -(-settings.batch_size // replicas) * replicas
+
+
+def batches_per_epoch(workdir, manifest, split, settings):
+    """The exact number of batches one pass over a split gives: per bucket, its pairs over the batch size, rounded
+    up. Reads only the shards' offset arrays."""
+    bounds = _bounds(settings)
+    counts = np.zeros(len(bounds) + 1, np.int64)
+    for name in manifest[split]["shards"]:
+        with np.load(Path(workdir) / name, allow_pickle=False) as z:
+            key = np.maximum(np.diff(z["source_offsets"]), np.diff(z["target_offsets"]) + 1)
+        counts += np.bincount(np.searchsorted(bounds, key, side="right"), minlength=len(bounds) + 1)
+    return int(sum(-(-int(c) // settings.batch_size) for c in counts))
+
+
+def _gather(flat, offsets, index):
+    """The segments flat[offsets[i]:offsets[i + 1]] for i in index, right-padded into one (n, longest) array."""
+    starts, lengths = offsets[index], offsets[index + 1] - offsets[index]
+    out = np.zeros((len(index), int(lengths.max(initial=0)) + 1), np.int32)
+    rows = np.repeat(np.arange(len(index)), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = flat[np.repeat(starts, lengths) + cols]
+    return out, lengths.astype(np.int32)
+
+
+def _chunks(workdir, shards, seed, epoch, shuffle, size=CHUNK_PAIRS):
+    """Examples in (shuffled) order, CHUNK_PAIRS at a time as padded arrays: (source, source lengths,
+    target_in, target_out, target lengths). Only one shard is in memory at a time."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(shards)) if shuffle else range(len(shards))
     for k in order:
         with np.load(Path(workdir) / shards[k], allow_pickle=False) as z:
             src, so, tgt, to = z["source"], z["source_offsets"], z["target"], z["target_offsets"]
-        for i in (rng.permutation(len(so) - 1) if shuffle else range(len(so) - 1)):
-            target = tgt[to[i]:to[i + 1]]
-            yield (src[so[i]:so[i + 1]], np.concatenate([[START_ID], target]).astype(np.int32),
-                   np.concatenate([target, [END_ID]]).astype(np.int32))
+        count = len(so) - 1
+        index = rng.permutation(count) if shuffle else np.arange(count)
+        for start in range(0, count, size):
+            part = index[start:start + size]
+            source, source_lengths = _gather(src, so, part)
+            target, target_lengths = _gather(tgt, to, part)
+            rows = np.arange(len(part))
+            target_in = np.concatenate([np.full((len(part), 1), START_ID, np.int32), target[:, :-1]], axis=1)
+            target_out = target.copy()
+            target_out[rows, target_lengths] = END_ID
+            yield source, source_lengths, target_in, target_out, target_lengths + 1
 
 
-def make_dataset(workdir, manifest, split, settings, epoch=0, shuffle=True, drop_remainder=True):
-    """Batches of (source_ids, target_in_ids, target_out_ids), padded to the bucket boundary so XLA sees
-    a handful of shapes. Same seed and epoch, same batches: that is what makes --resume exact."""
+def make_dataset(workdir, manifest, split, settings, epochs=(0, 1), shuffle=True, skip=0, replicas=1,
+                 pipeline=(0, 1)):
+    """Batches of (source_ids, target_in_ids, target_out_ids) for the epochs in range(*epochs), one after the
+    other, bucketed by length and padded to the bucket boundary, so XLA sees one shape per bucket. Every batch
+    has global_batch_size rows: a bucket's last, short batch is filled with rows that hold no target tokens
+    (they add nothing to the loss or the gradients). Each epoch gives exactly batches_per_epoch batches, and no
+    batch mixes two epochs, so one iterator serves a whole run.
+
+    Same seed and epoch, same batches: that is what makes --resume exact (`skip` leaves out the batches the
+    first epoch has already trained on). With replicas > 1 each batch is cut into one slice per replica, and
+    input pipeline `pipeline` = (index, count) yields its replicas' slices in turn (tf.distribute's
+    per-replica datasets)."""
+    import tensorflow as tf  # here, so that reading a corpus (and failing on a bad one) needs no TensorFlow
+
     shards = manifest[split]["shards"]
-    spec = tf.TensorSpec([None], tf.int32)
-    ds = tf.data.Dataset.from_generator(lambda: _examples(workdir, shards, settings.seed, epoch, shuffle),
-                                        output_signature=(spec, spec, spec))
-    bounds = bucket_boundaries(max(settings.max_source_len, settings.max_target_len))
-    ds = ds.bucket_by_sequence_length(
-        lambda s, ti, to: tf.maximum(tf.shape(s)[0], tf.shape(ti)[0]), bounds,
-        [settings.batch_size] * (len(bounds) + 1), pad_to_bucket_boundary=True, drop_remainder=drop_remainder)
+    batch = global_batch_size(settings, replicas)
+    bounds = _bounds(settings)
+    matrix = tf.TensorSpec([None, None], tf.int32)
+    vector = tf.TensorSpec([None], tf.int32)
+
+    def one_epoch(epoch):
+        ds = tf.data.Dataset.from_generator(
+            lambda e: _chunks(workdir, shards, settings.seed, int(e), shuffle), args=(epoch,),
+            output_signature=(matrix, vector, matrix, matrix, vector))
+        ds = ds.unbatch().map(lambda s, sn, ti, to, tn: (s[:sn], ti[:tn], to[:tn]))
+        return ds.bucket_by_sequence_length(
+            lambda s, ti, to: tf.maximum(tf.shape(s)[0], tf.shape(ti)[0]), bounds,
+            [settings.batch_size] * (len(bounds) + 1), pad_to_bucket_boundary=True, drop_remainder=False)
+
+    ds = tf.data.Dataset.range(*epochs).flat_map(one_epoch)
+    if skip:
+        ds = ds.skip(skip)
+
+    def fill(s, ti, to):
+        missing = batch - tf.shape(s)[0]
+        # A filler row reads one END token and predicts nothing: its target_out is all padding.
+        filler = tf.pad(tf.fill([missing, 1], END_ID), [[0, 0], [0, tf.shape(s)[1] - 1]])
+        start = tf.pad(tf.fill([missing, 1], START_ID), [[0, 0], [0, tf.shape(ti)[1] - 1]])
+        return (tf.concat([s, filler], 0), tf.concat([ti, start], 0),
+                tf.concat([to, tf.zeros([missing, tf.shape(to)[1]], tf.int32)], 0))
+
+    ds = ds.map(fill)
+    if replicas > 1:
+        index, count = pipeline
+        local = replicas // count
+        rows = batch // replicas
+
+        def slices(*tensors):
+            mine = [tf.reshape(t[index * local * rows:(index + 1) * local * rows], [local, rows, -1])
+                    for t in tensors]
+            return tf.data.Dataset.from_tensor_slices(tuple(mine))
+
+        ds = ds.flat_map(slices)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -58,12 +58,17 @@ class TrainSettings:
         ModelConfig(vocab_size=10, **{k: getattr(self, k) for k in (
             "embedding_dim", "encoder_units", "layers", "cell", "dropout", "max_source_len", "max_target_len",
             "context_turns")}).validate(UsageError)
-        positive = ("batch_size", "epochs", "max_vocab", "min_count", "checkpoint_every")
+        positive = ("batch_size", "max_vocab", "min_count", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
-        if self.max_steps < 0 or self.patience < 0:
-            raise UsageError("--max-steps and --patience must be >= 0")
+        for name in ("epochs", "max_steps", "patience"):  # --epochs 0 exports the starting weights untrained
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise UsageError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
+        if not self.clipnorm > 0:
+            raise UsageError(f"clipnorm must be > 0, not {self.clipnorm}")
         if not self.learning_rate > 0:
             raise UsageError(f"--learning-rate must be > 0, not {self.learning_rate}")
         if not 0 <= self.valid_fraction < 1:

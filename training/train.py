@@ -2,19 +2,27 @@
 early stopping with the best weights kept, CSV and TensorBoard logs, and Ctrl-C that saves and exits."""
 
 import csv
+import hashlib
+import json
 import math
+import signal
 import sys
 import time
-from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from . import checkpoints, pipeline
-from .distribute import make_strategy
-from .export import export_bundle
+from .distribute import is_chief, make_strategy, worker_index
+from .export import model_weights
 from .model import build_model
+
+BATCH_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
+SUM = tf.distribute.ReduceOp.SUM
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived; raised between steps, so the checkpoint is of a whole step."""
 
 
 def masked_loss(model, source, target_in, target_out, training):
@@ -25,137 +33,231 @@ def masked_loss(model, source, target_in, target_out, training):
     return tf.reduce_sum(ce * mask), tf.reduce_sum(mask)
 
 
-def make_steps(model, optimizer, strategy, settings):
-    def replica_step(source, target_in, target_out):
-        with tf.GradientTape() as tape:
-            total, count = masked_loss(model, source, target_in, target_out, True)
-            # Normalise by the tokens of the whole global batch, so summing replica gradients gives the mean.
-            global_count = tf.distribute.get_replica_context().all_reduce("sum", count)
-            loss = total / tf.maximum(global_count, 1.0)
-        grads = tape.gradient(loss, model.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, settings.clipnorm)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return total, count
+def _dense(grads):
+    """The embedding's gradient arrives as IndexedSlices, one slice per token occurrence. Summed into a dense
+    tensor, its global norm and Adam's squared-gradient average are those of the real gradient (slices of a
+    repeated token would otherwise be squared one by one)."""
+    return [tf.convert_to_tensor(g) for g in grads]
+
+
+def make_steps(model, optimizer, strategy, settings, element_spec=None):
+    """(train_step, eval_step): each takes a batch and returns (summed loss, real target tokens) for it.
+
+    The loss is the mean over the real tokens of the whole (global) batch; gradients are clipped by their
+    global norm after they are summed over replicas, so every strategy takes the same step. element_spec (a
+    distributed dataset's) lets the distributed steps be traced once for every batch shape."""
+    variables = model.trainable_variables
 
     def eval_step(source, target_in, target_out):
         return masked_loss(model, source, target_in, target_out, False)
 
     if settings.strategy == "none":
-        return (tf.function(replica_step, jit_compile=settings.xla, reduce_retracing=True),
-                tf.function(eval_step, reduce_retracing=True))
+        def train_step(source, target_in, target_out):
+            with tf.GradientTape() as tape:
+                total, count = masked_loss(model, source, target_in, target_out, True)
+                loss = total / tf.maximum(count, 1.0)
+            grads, _ = tf.clip_by_global_norm(_dense(tape.gradient(loss, variables)), settings.clipnorm)
+            optimizer.apply_gradients(zip(grads, variables))
+            return total, count
+
+        return (tf.function(train_step, jit_compile=settings.xla, input_signature=BATCH_SPEC),
+                tf.function(eval_step, input_signature=BATCH_SPEC))
+
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function(jit_compile=settings.xla, input_signature=BATCH_SPEC + [tf.TensorSpec([], tf.float32)])
+    def gradients(source, target_in, target_out, normaliser):
+        with tf.GradientTape() as tape:
+            total, count = masked_loss(model, source, target_in, target_out, True)
+            loss = total / normaliser
+        return _dense(tape.gradient(loss, variables)), total, count
+
+    def replica_step(source, target_in, target_out):
+        context = tf.distribute.get_replica_context()
+        tokens = tf.reduce_sum(tf.cast(tf.not_equal(target_out, 0), tf.float32))
+        normaliser = tf.maximum(context.all_reduce(SUM, tokens), 1.0)
+        grads, total, count = gradients(source, target_in, target_out, normaliser)
+        grads, _ = tf.clip_by_global_norm(context.all_reduce(SUM, grads), settings.clipnorm)
+        # The optimizer sums the replicas' gradients once more: hand it each replica's share of the total.
+        optimizer.apply_gradients(zip([g / replicas for g in grads], variables))
+        return total, count
 
     def distributed(fn):
-        @tf.function(reduce_retracing=True)
         def step(source, target_in, target_out):
             total, count = strategy.run(fn, args=(source, target_in, target_out))
-            return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
-        return step
+            return strategy.reduce(SUM, total, axis=None), strategy.reduce(SUM, count, axis=None)
+        if element_spec is not None:
+            return tf.function(step, input_signature=list(element_spec))
+        return tf.function(step, reduce_retracing=True)
 
     return distributed(replica_step), distributed(eval_step)
+
+
+def weights_digest(model, config):
+    """A short SHA-256 of the exported weights: equal on every worker of a multi-worker run."""
+    digest = hashlib.sha256()
+    for name, array in sorted(model_weights(model, config).items()):
+        digest.update(name.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class Trainer:
     def __init__(self, run, log=print):
         self.run, self.settings, self.log = run, run.settings, log
-        self.strategy = make_strategy(self.settings.strategy)
-        keras.utils.set_random_seed(self.settings.seed)
+        s = self.settings
+        self.strategy = make_strategy(s.strategy)
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.chief = is_chief(s.strategy)
+        keras.utils.set_random_seed(s.seed)
         with self.strategy.scope():
             self.model = build_model(run.model_config)
-            self.optimizer = keras.optimizers.Adam(self.settings.learning_rate)
+            self.optimizer = keras.optimizers.Adam(s.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         run.initialise(self.model)
-        self.train_step, self.eval_step = make_steps(self.model, self.optimizer, self.strategy, self.settings)
-        self.progress = {"epoch": 0, "batch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0,
-                         "learning_rate": self.settings.learning_rate, "train_seconds": 0.0}
+        spec = None if s.strategy == "none" else self._dataset("train", (0, 1)).element_spec
+        self.train_step, self.eval_step = make_steps(self.model, self.optimizer, self.strategy, s, spec)
+        self.progress = {"epoch": 0, "batch": 0, "step": 0, "epoch_loss": 0.0, "epoch_tokens": 0.0,
+                         "best_val_loss": None, "bad_epochs": 0, "learning_rate": s.learning_rate,
+                         "train_seconds": 0.0}
         if run.resume:
             self.progress.update(checkpoints.restore(run.checkpoint_dir, self.model, self.optimizer))
             self.optimizer.learning_rate.assign(self.progress["learning_rate"])
             log(f"resumed from step {self.progress['step']} (epoch {self.progress['epoch'] + 1}, "
                 f"batch {self.progress['batch']})")
+        self.per_epoch = pipeline.batches_per_epoch(run.cache_dir, run.manifest, "train", s)
+        self.valid_batches = pipeline.batches_per_epoch(run.cache_dir, run.manifest, "valid", s) \
+            if run.manifest["valid"]["pairs"] else 0
+        self._batches = self._valid = None  # iterators, each made once: a new one costs a tenth of a second
         self.csv_path = run.dir / "log.csv"
         self.tensorboard = tf.summary.create_file_writer(str(run.dir / "tensorboard"))
+        self.stop_signal = None
+        self._saved = None
 
-    def _dataset(self, split, epoch, skip=0):
-        ds = pipeline.make_dataset(self.run.cache_dir, self.run.manifest, split, self.settings, epoch=epoch,
-                                   shuffle=split == "train", drop_remainder=False)
-        if skip:
-            ds = ds.skip(skip)
-        return self.strategy.experimental_distribute_dataset(ds) if self.settings.strategy != "none" else ds
+    def _dataset(self, split, epochs, skip=0):
+        train = split == "train"
+
+        def build(index=0, count=1):
+            return pipeline.make_dataset(self.run.cache_dir, self.run.manifest, split, self.settings, epochs,
+                                         shuffle=train, skip=skip, replicas=self.replicas, pipeline=(index, count))
+
+        if self.settings.strategy == "none":
+            return build()
+        return self.strategy.distribute_datasets_from_function(
+            lambda context: build(context.input_pipeline_id, context.num_input_pipelines))
+
+    def _next_batch(self):
+        """The training batches of every remaining epoch come from one iterator, which knows where a resumed
+        run left off."""
+        if self._batches is None:
+            p = self.progress
+            self._batches = iter(self._dataset("train", (p["epoch"], self.settings.epochs), skip=p["batch"]))
+        return next(self._batches)
 
     def validate(self):
-        if not self.run.manifest["valid"]["pairs"]:
+        if not self.valid_batches:
             return None
+        if self._valid is None:  # the validation set, unshuffled, over and over
+            self._valid = iter(self._dataset("valid", (0, 2**62)))
         total = count = 0.0
-        for batch in self._dataset("valid", 0):
-            t, n = self.eval_step(*batch)
+        for _ in range(self.valid_batches):
+            t, n = self.eval_step(*next(self._valid))
             total, count = total + float(t), count + float(n)
         return total / max(count, 1.0)
 
-    def _checkpoint(self):
-        with self.strategy.scope():
-            checkpoints.save(self.run.checkpoint_dir, self.model, self.optimizer, self.progress)
-
+    # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self):
         s, p = self.settings, self.progress
-        per_epoch = max(1, self.run.manifest["train"]["pairs"] // s.batch_size)
-        self.log(f"training {self.model.count_params():,} parameters on {self.run.manifest['train']['pairs']:,} "
-                 f"pairs ({self.run.manifest['valid']['pairs']:,} held out), about {per_epoch} batches an epoch")
+        manifest = self.run.manifest
+        self.log(f"training {self.model.count_params():,} parameters on {manifest['train']['pairs']:,} pairs "
+                 f"({manifest['valid']['pairs']:,} held out), {self.per_epoch} batches an epoch"
+                 + (f", {self.replicas} replicas" if self.replicas > 1 else ""))
+        handlers = self._catch_signals()
+        interrupted = False
         try:
             while p["epoch"] < s.epochs and not self._step_limit_reached():
-                stop = self._epoch(per_epoch)
-                if stop:
+                if self.stop_signal is not None:
+                    raise Interrupted
+                if self._epoch():
                     break
-        except KeyboardInterrupt:
-            self._checkpoint()
-            if not p.get("exported"):
-                self._export()
-            self.log(f"\ninterrupted at step {p['step']}: checkpoint saved in {self.run.checkpoint_dir}; "
-                     f"the bundle in {self.run.out} holds the best weights so far; continue with --resume")
+        except Interrupted:
+            interrupted = True
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+        self._finish()
+        if interrupted:
+            kept = "the best weights so far" if self.valid_batches else "the weights so far"
+            self.log(f"interrupted at step {p['step']}: checkpoint saved in {self.run.checkpoint_dir}"
+                     + (f"; the bundle in {self.run.out} holds {kept}" if self.chief else "")
+                     + "; continue with --resume")
             return 130
-        if self.run.manifest["valid"]["pairs"] == 0 or not p.get("exported"):
-            self._export()  # without validation the last weights are the ones to keep
-        self._checkpoint()
-        self.log(f"bundle: {self.run.out}  (run directory: {self.run.dir})")
+        self.log(f"bundle: {self.run.out}  (run directory: {self.run.dir})" if self.chief
+                 else f"worker {worker_index(s.strategy)} done (run directory: {self.run.dir})")
         return 0
 
-    def _export(self):
-        self.run.export(self.model, self.progress)
-        self.progress["exported"] = True
+    def _catch_signals(self):
+        """The first Ctrl-C (or SIGTERM) asks to stop after the current step; a second one stops at once."""
+        def request_stop(number, frame):
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt
+            self.stop_signal = number
+
+        handlers = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[number] = signal.signal(number, request_stop)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return handlers
 
     def _step_limit_reached(self):
         return bool(self.settings.max_steps) and self.progress["step"] >= self.settings.max_steps
 
-    def _epoch(self, per_epoch):
+    def _epoch(self):
+        """One pass over the training data (or its remainder, after a resume). True means stop training."""
         s, p = self.settings, self.progress
-        bar = keras.utils.Progbar(per_epoch, stateful_metrics=["loss", "tok/s"]) if sys.stdout.isatty() else None
-        total = count = 0.0
-        started = time.perf_counter()
-        for source, target_in, target_out in self._dataset("train", p["epoch"], skip=p["batch"]):
-            t, n = self.train_step(source, target_in, target_out)
+        bar = keras.utils.Progbar(self.per_epoch, stateful_metrics=["loss", "tok/s"]) \
+            if sys.stdout.isatty() and self.chief else None
+        started, tokens_before = time.perf_counter(), p["epoch_tokens"]
+        exhausted = True
+        while p["batch"] < self.per_epoch:
+            t, n = self.train_step(*self._next_batch())
             t, n = float(t), float(n)
             if not math.isfinite(t):
-                raise FloatingPointError(f"loss became {t} at step {p['step']}; try a lower --learning-rate")
-            total, count = total + t, count + n
+                raise FloatingPointError(f"loss became {t} at step {p['step'] + 1}; try a lower --learning-rate")
+            p["epoch_loss"] += t
+            p["epoch_tokens"] += n
             p["step"] += 1
             p["batch"] += 1
-            elapsed = time.perf_counter() - started
             if bar:
-                bar.update(min(p["batch"], per_epoch), [("loss", total / count), ("tok/s", count / elapsed)])
+                elapsed = time.perf_counter() - started
+                bar.update(min(p["batch"], self.per_epoch), [("loss", p["epoch_loss"] / max(p["epoch_tokens"], 1)),
+                                                             ("tok/s", (p["epoch_tokens"] - tokens_before) / elapsed)])
             if p["step"] % s.checkpoint_every == 0:
                 self._checkpoint()
-            if self._step_limit_reached():
+            if self.stop_signal is not None:
+                p["train_seconds"] += time.perf_counter() - started
+                raise Interrupted
+            if self._step_limit_reached() and p["batch"] < self.per_epoch:
+                exhausted = False  # --max-steps ends the run inside this epoch
                 break
         elapsed = time.perf_counter() - started
         p["train_seconds"] += elapsed
-        finished_epoch = not self._step_limit_reached() or p["batch"] >= per_epoch
-        train_loss = total / max(count, 1.0)
+        rate = (p["epoch_tokens"] - tokens_before) / elapsed if elapsed else 0.0
+        p["tokens_per_second"] = rate
+        if not exhausted:  # a --resume goes on from here
+            val_loss = self.validate()
+            if val_loss is not None and (p["best_val_loss"] is None or val_loss < p["best_val_loss"]):
+                p["best_val_loss"] = val_loss
+                self._export()
+            self.log(f"stopped at step {p['step']} (--max-steps), {p['batch']}/{self.per_epoch} batches into "
+                     f"epoch {p['epoch'] + 1}" + (f", val loss {val_loss:.3f}" if val_loss is not None else ""))
+            return True
+        train_loss = p["epoch_loss"] / max(p["epoch_tokens"], 1.0)
         val_loss = self.validate()
-        if finished_epoch:
-            p["epoch"] += 1
-            p["batch"] = 0
-        p["last_train_loss"], p["last_val_loss"] = train_loss, val_loss
-        p["tokens_per_second"] = count / elapsed if elapsed else 0.0
+        p["epoch"] += 1
+        p.update(batch=0, epoch_loss=0.0, epoch_tokens=0.0, last_train_loss=train_loss, last_val_loss=val_loss)
         if val_loss is None:
             pass
         elif p["best_val_loss"] is None or val_loss < p["best_val_loss"]:
@@ -163,24 +265,50 @@ class Trainer:
             self._export()
         else:
             p["bad_epochs"] += 1
-            p["learning_rate"] *= s.lr_decay  # halve the step size when validation stalls
+            p["learning_rate"] *= s.lr_decay  # a smaller step size when validation stalls
             self.optimizer.learning_rate.assign(p["learning_rate"])
-        self._log_epoch(train_loss, val_loss, count / elapsed if elapsed else 0.0)
+        self._log_epoch(train_loss, val_loss, rate)
         self._checkpoint()
         if s.patience and p["bad_epochs"] >= s.patience:
-            self.log(f"early stop: validation loss has not improved for {s.patience} epoch(s)")
+            self.log(f"early stop: validation loss has not improved for {s.patience} epoch(s); "
+                     f"the bundle keeps the best (val loss {p['best_val_loss']:.3f})")
             return True
         return False
 
+    # -- saving -----------------------------------------------------------------------------------------------
+    def _checkpoint(self):
+        state = json.dumps(self.progress, sort_keys=True)
+        if state != self._saved:  # nothing new since the last save at this step
+            checkpoints.save(self.run.checkpoint_dir, self.model, self.optimizer, self.progress)
+            self._saved = state
+
+    def _export(self):
+        self.run.export(self.model, self.progress)
+        self.progress["exported_step"] = self.progress["step"]
+
+    def _finish(self):
+        """The last checkpoint, the bundle (the best weights when there is validation data, else the last
+        ones) and the Keras model beside the checkpoints."""
+        p = self.progress
+        self._checkpoint()
+        if self.settings.strategy == "multi-worker":
+            self.log(f"worker {worker_index('multi-worker')}: weights sha256 "
+                     f"{weights_digest(self.model, self.run.model_config)} at step {p['step']}")
+        if not self.valid_batches or p["best_val_loss"] is None:
+            self._export()
+        self.run.save_keras_model(self.model)
+        self.tensorboard.close()
+
     def _log_epoch(self, train_loss, val_loss, tokens_per_s):
         p = self.progress
-        val = f"  val loss {val_loss:.3f}  val ppl {math.exp(min(val_loss, 50)):.1f}" if val_loss is not None else ""
+        ppl = lambda loss: math.exp(min(loss, 50))  # noqa: E731
+        val = f"  val loss {val_loss:.3f}  val ppl {ppl(val_loss):.1f}" if val_loss is not None else ""
         self.log(f"epoch {p['epoch']}/{self.settings.epochs}  step {p['step']}  train loss {train_loss:.3f}  "
-                 f"ppl {math.exp(min(train_loss, 50)):.1f}{val}  {tokens_per_s:,.0f} tok/s  lr {p['learning_rate']:.2g}")
+                 f"ppl {ppl(train_loss):.1f}{val}  {tokens_per_s:,.0f} tok/s  lr {p['learning_rate']:.2g}")
         row = {"epoch": p["epoch"], "step": p["step"], "train_loss": round(train_loss, 5),
-               "train_perplexity": round(math.exp(min(train_loss, 50)), 3),
+               "train_perplexity": round(ppl(train_loss), 3),
                "val_loss": "" if val_loss is None else round(val_loss, 5),
-               "val_perplexity": "" if val_loss is None else round(math.exp(min(val_loss, 50)), 3),
+               "val_perplexity": "" if val_loss is None else round(ppl(val_loss), 3),
                "learning_rate": p["learning_rate"], "tokens_per_second": round(tokens_per_s, 1),
                "train_seconds": round(p["train_seconds"], 1)}
         new = not self.csv_path.exists()
@@ -191,25 +319,13 @@ class Trainer:
             writer.writerow(row)
         with self.tensorboard.as_default(step=p["step"]):
             tf.summary.scalar("loss/train", train_loss)
-            tf.summary.scalar("perplexity/train", math.exp(min(train_loss, 50)))
+            tf.summary.scalar("perplexity/train", ppl(train_loss))
             if val_loss is not None:
                 tf.summary.scalar("loss/validation", val_loss)
-                tf.summary.scalar("perplexity/validation", math.exp(min(val_loss, 50)))
+                tf.summary.scalar("perplexity/validation", ppl(val_loss))
             tf.summary.scalar("tokens_per_second", tokens_per_s)
+            tf.summary.scalar("learning_rate", p["learning_rate"])
         self.tensorboard.flush()
 
 
-def valid_perplexity(progress):
-    loss = progress.get("best_val_loss")
-    return None if loss is None else float(np.exp(min(loss, 50)))
-
-
-def save_keras_model(model, path):
-    """The Keras model for further training, written beside the checkpoints; atomic like everything else."""
-    path = Path(path)
-    tmp = path.with_name("tmp-" + path.name)
-    model.save(tmp)
-    tmp.replace(path)
-
-
-__all__ = ["Trainer", "export_bundle", "save_keras_model", "valid_perplexity"]
+__all__ = ["Trainer", "make_steps", "masked_loss", "weights_digest"]

@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Training figures (not a test): throughput and input-pipeline memory.
+
+Throughput, in real (non-padding) target tokens per second, measured over --steps steps after a warm-up, for
+  (a) our step: bucketed batches from the shard cache, the custom teacher-forcing step compiled with XLA;
+  (b) in the same run, plain Keras `model.fit` (also XLA) on the same model, over fixed-length padded batches.
+Memory: the peak resident size (ru_maxrss) of a subprocess that builds the shard cache and streams one pass of
+batches, for the corpus and for the corpus repeated 10 times (written to a temporary folder).
+
+    python bin/bench_training.py                        # base preset, DailyDialog train (else chatterbot)
+    python bin/bench_training.py --preset small --steps 30 --data data/examples/chatterbot
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+DAILYDIALOG = ROOT.parent / "shared" / "corpora" / "dailydialog" / "train" / "dialogues_train.txt.gz"
+
+
+def default_data():
+    if DAILYDIALOG.is_file():
+        return str(DAILYDIALOG)
+    from chatbot.corpora import default_corpus_path
+
+    return default_corpus_path()
+
+
+def prepare(data, fmt, settings, workdir):
+    """Read the corpus into the shard cache, as `chatbot train` does. Returns (manifest, vocabulary)."""
+    from chatbot.tokenizer import Tokenizer
+    from training import pipeline
+
+    _, counts = pipeline.tokenize_corpus(data, fmt, Tokenizer(), settings, workdir)
+    vocab = pipeline.build_vocab(counts, settings)
+    return pipeline.write_shards(workdir, vocab), vocab
+
+
+def _model(settings, vocab_size):
+    import keras
+
+    from training.model import build_model
+
+    keras.utils.set_random_seed(settings.seed)
+    return build_model(settings.model_config(vocab_size))
+
+
+def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import pipeline
+    from training.train import make_steps
+
+    model = _model(settings, vocab_size)
+    optimizer = keras.optimizers.Adam(settings.learning_rate)
+    optimizer.build(model.trainable_variables)
+    train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), settings)
+    started = time.perf_counter()
+    # XLA compiles once per bucket shape; compile them all before the clock starts.
+    for bound in pipeline.bucket_boundaries(max(settings.max_source_len, settings.max_target_len)):
+        batch = np.zeros((settings.batch_size, bound - 1), np.int32)
+        batch[:, 0] = 5
+        train_step(batch, batch, batch)
+    batches = iter(pipeline.make_dataset(workdir, manifest, "train", settings, epochs=(0, 10**6)))
+    for _ in range(warmup):
+        float(train_step(*next(batches))[1])
+    compile_s = time.perf_counter() - started
+    tokens, started = 0.0, time.perf_counter()
+    for _ in range(steps):
+        tokens += float(train_step(*next(batches))[1])
+    return tokens / (time.perf_counter() - started), compile_s
+
+
+def fit_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import pipeline
+
+    S, T, B = settings.max_source_len, settings.max_target_len, settings.batch_size
+    source, target_in, target_out = [], [], []
+    for chunk in pipeline._chunks(workdir, manifest["train"]["shards"], settings.seed, 0, True):
+        s, _, ti, to, _ = chunk
+        for rows, width, out in ((s, S, source), (ti, T, target_in), (to, T, target_out)):
+            padded = np.zeros((len(rows), width), np.int32)
+            padded[:, :min(width, rows.shape[1])] = rows[:, :width]
+            out.append(padded)
+        if sum(len(x) for x in source) >= (steps + warmup) * B:
+            break
+    source, target_in, target_out = (np.concatenate(x) for x in (source, target_in, target_out))
+    need = (steps + warmup) * B
+    reps = -(-need // len(source))
+    source, target_in, target_out = (np.tile(x, (reps, 1))[:need] for x in (source, target_in, target_out))
+    ds = tf.data.Dataset.from_tensor_slices(({"source_ids": source, "target_in_ids": target_in}, target_out))
+    ds = ds.batch(B, drop_remainder=True)
+    model = _model(settings, vocab_size)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clipnorm),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+                  jit_compile=True)
+    started = time.perf_counter()
+    model.fit(ds.take(warmup), epochs=1, verbose=0)
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    model.fit(ds.skip(warmup), epochs=1, verbose=0)
+    elapsed = time.perf_counter() - started
+    return float((target_out[warmup * B:] != 0).sum()) / elapsed, compile_s
+
+
+def memory_child(data, fmt, preset):
+    """Build the cache and stream one pass of batches; print peak memory as JSON."""
+    import tensorflow as tf  # noqa: F401  (counted in the baseline)
+
+    from training import pipeline
+    from training.settings import load_preset
+
+    settings = load_preset(preset)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as workdir:
+        started = time.perf_counter()
+        manifest, _ = prepare(data, fmt, settings, workdir)
+        cache_s = time.perf_counter() - started
+        batches = tokens = 0
+        for _, _, target_out in pipeline.make_dataset(workdir, manifest, "train", settings, shuffle=True):
+            batches += 1
+            tokens += int((target_out.numpy() != 0).sum())
+        print(json.dumps({"pairs": manifest["train"]["pairs"] + manifest["valid"]["pairs"], "batches": batches,
+                          "target_tokens": tokens, "cache_s": round(cache_s, 1),
+                          "stream_s": round(time.perf_counter() - started - cache_s, 1),
+                          "baseline_mb": round(baseline), "peak_mb":
+                          round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def repeated_corpus(data, times, folder):
+    """`data` repeated `times` times, in `folder` (a file stays a file, a folder of files a folder)."""
+    import gzip
+
+    data = Path(data)
+    if data.is_dir():
+        out = Path(folder) / data.name
+        out.mkdir()
+        for path in sorted(p for p in data.iterdir() if p.is_file()):
+            for k in range(times):
+                shutil.copyfile(path, out / f"copy{k}_{path.name}")
+        return out
+    name = data.name[:-3] if data.name.endswith(".gz") else data.name
+    opener = gzip.open if data.name.endswith(".gz") else open
+    with opener(data, "rb") as f:
+        text = f.read()
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    out = Path(folder) / name
+    with open(out, "wb") as f:
+        for _ in range(times):
+            f.write(text + (b"\n" if name.endswith(".txt") and not name.startswith("dialogues_") else b""))
+    return out
+
+
+def measure_memory(data, fmt, preset):
+    command = [sys.executable, __file__, "--memory-child", str(data), "--format", fmt, "--preset", preset]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode:
+        raise SystemExit(f"memory run failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--data", help="corpus (default: DailyDialog train if ../shared/corpora has it, "
+                                       "else chatterbot-corpus English)")
+    parser.add_argument("--format", default="auto")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps for each of (a) and (b)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory figures")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput figures")
+    parser.add_argument("--memory-child", metavar="DATA", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child, args.format, args.preset)
+
+    from training.settings import load_preset
+
+    data = args.data or default_data()
+    settings = load_preset(args.preset, batch_size=args.batch_size, xla=True, dropout=0.0)
+    print(f"preset {args.preset}: {settings.encoder_units} units, batch {settings.batch_size}, "
+          f"max lengths {settings.max_source_len}/{settings.max_target_len}; corpus {data}")
+    # Memory first: a child started by a process already grown big would inherit its ru_maxrss.
+    if not args.no_memory:
+        with tempfile.TemporaryDirectory(prefix="bench-10x-") as folder:
+            once = measure_memory(data, args.format, args.preset)
+            tenfold = measure_memory(repeated_corpus(data, 10, folder), args.format, args.preset)
+        for label, m in (("corpus", once), ("corpus x10", tenfold)):
+            print(f"memory, {label}: peak {m['peak_mb']:,} MB (after importing TensorFlow: {m['baseline_mb']:,} MB); "
+                  f"{m['pairs']:,} pairs kept, {m['batches']:,} batches streamed, cache {m['cache_s']} s, "
+                  f"stream {m['stream_s']} s")
+        print(f"peak growth for 10x the corpus: {tenfold['peak_mb'] - once['peak_mb']:+,} MB "
+              "(identical repeats are dropped as duplicates, so the x10 cache holds the same pairs; "
+              "the reader still streams all of it)")
+
+    if not args.no_throughput:
+        import tensorflow as tf
+
+        print(f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}")
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as workdir:
+            started = time.perf_counter()
+            manifest, vocab = prepare(data, args.format, settings, workdir)
+            print(f"cache: {manifest['train']['pairs']:,} training pairs, vocabulary {len(vocab):,} "
+                  f"({time.perf_counter() - started:.0f} s)")
+            ours, ours_compile = bucketed_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(a) bucketed XLA custom step: {ours:,.0f} real target tokens/s over {args.steps} steps "
+                  f"(compile + warm-up {ours_compile:.0f} s)")
+            fit, fit_compile = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(b) model.fit, fixed-length padded batches: {fit:,.0f} real target tokens/s over {args.steps} "
+                  f"steps (compile + warm-up {fit_compile:.0f} s)")
+            print(f"ratio (a)/(b): {ours / fit:.2f}x")
+
+if __name__ == "__main__":
+    main()
