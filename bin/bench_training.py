@@ -3,7 +3,8 @@
 
 Throughput, in real (non-padding) target tokens per second, measured over --steps steps after a warm-up, for
   (a) our step: bucketed batches from the shard cache, the custom teacher-forcing step compiled with XLA;
-  (b) in the same run, plain Keras `model.fit` (also XLA) on the same model, over fixed-length padded batches.
+  (b) in the same run, plain Keras `model.fit` (default compile settings) on the same model, over fixed-length
+      padded batches.
 Memory: the peak resident size (ru_maxrss) of a subprocess that builds the shard cache and streams one pass of
 batches, for the corpus and for the corpus repeated 10 times (written to a temporary folder).
 
@@ -12,6 +13,7 @@ batches, for the corpus and for the corpus repeated 10 times (written to a tempo
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -46,13 +48,13 @@ def prepare(data, fmt, settings, workdir):
     return pipeline.write_shards(workdir, vocab), vocab
 
 
-def _model(settings, vocab_size):
+def _model(settings, vocab_size, use_cudnn="auto"):
     import keras
 
     from training.model import build_model
 
     keras.utils.set_random_seed(settings.seed)
-    return build_model(settings.model_config(vocab_size))
+    return build_model(settings.model_config(vocab_size), use_cudnn=use_cudnn)
 
 
 def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
@@ -63,7 +65,7 @@ def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     from training import pipeline
     from training.train import make_steps
 
-    model = _model(settings, vocab_size)
+    model = _model(settings, vocab_size, use_cudnn=False)  # as the trainer builds it for XLA
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     optimizer.build(model.trainable_variables)
     train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), settings)
@@ -83,7 +85,7 @@ def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     return tokens / (time.perf_counter() - started), compile_s
 
 
-def fit_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
+def fit_throughput(settings, workdir, manifest, vocab_size, steps, warmup, jit_compile="auto"):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -107,16 +109,17 @@ def fit_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     ds = tf.data.Dataset.from_tensor_slices(({"source_ids": source, "target_in_ids": target_in}, target_out))
     ds = ds.batch(B, drop_remainder=True)
     model = _model(settings, vocab_size)
+    # Plain: Keras' defaults, jit_compile="auto" included (XLA where Keras thinks it pays).
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clipnorm),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
-                  jit_compile=True)
+                  jit_compile=jit_compile)
     started = time.perf_counter()
     model.fit(ds.take(warmup), epochs=1, verbose=0)
     compile_s = time.perf_counter() - started
     started = time.perf_counter()
     model.fit(ds.skip(warmup), epochs=1, verbose=0)
     elapsed = time.perf_counter() - started
-    return float((target_out[warmup * B:] != 0).sum()) / elapsed, compile_s
+    return float((target_out[warmup * B:] != 0).sum()) / elapsed, compile_s, model.jit_compile
 
 
 def memory_child(data, fmt, preset):
@@ -143,8 +146,10 @@ def memory_child(data, fmt, preset):
                           round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
-def repeated_corpus(data, times, folder):
-    """`data` repeated `times` times, in `folder` (a file stays a file, a folder of files a folder)."""
+def repeated_corpus(data, times, folder, distinct=False):
+    """`data` repeated `times` times, in `folder` (a file stays a file, a folder of files a folder). With
+    `distinct`, every utterance of copy k ends in the word "copyk", so that no pair is a duplicate of another
+    (DailyDialog and tsv files only)."""
     import gzip
 
     data = Path(data)
@@ -163,8 +168,15 @@ def repeated_corpus(data, times, folder):
         text += b"\n"
     out = Path(folder) / name
     with open(out, "wb") as f:
-        for _ in range(times):
-            f.write(text + (b"\n" if name.endswith(".txt") and not name.startswith("dialogues_") else b""))
+        for k in range(times):
+            copy = text
+            if distinct and name.startswith("dialogues_"):
+                copy = text.replace(b"__eou__", f"copy{k} __eou__".encode())
+            elif distinct and name.endswith(".tsv"):
+                copy = text.replace(b"\t", f" copy{k}\t".encode()).replace(b"\n", f" copy{k}\n".encode())
+            elif distinct:
+                raise SystemExit("--distinct works with DailyDialog and tsv files only")
+            f.write(copy + (b"\n" if name.endswith(".txt") and not name.startswith("dialogues_") else b""))
     return out
 
 
@@ -186,6 +198,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory figures")
+    parser.add_argument("--distinct", action="store_true",
+                        help="make the 10 copies of the corpus distinct (each pair new, not a duplicate)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput figures")
     parser.add_argument("--memory-child", metavar="DATA", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -202,14 +216,15 @@ def main():
     if not args.no_memory:
         with tempfile.TemporaryDirectory(prefix="bench-10x-") as folder:
             once = measure_memory(data, args.format, args.preset)
-            tenfold = measure_memory(repeated_corpus(data, 10, folder), args.format, args.preset)
+            tenfold = measure_memory(repeated_corpus(data, 10, folder, args.distinct), args.format, args.preset)
         for label, m in (("corpus", once), ("corpus x10", tenfold)):
             print(f"memory, {label}: peak {m['peak_mb']:,} MB (after importing TensorFlow: {m['baseline_mb']:,} MB); "
                   f"{m['pairs']:,} pairs kept, {m['batches']:,} batches streamed, cache {m['cache_s']} s, "
                   f"stream {m['stream_s']} s")
-        print(f"peak growth for 10x the corpus: {tenfold['peak_mb'] - once['peak_mb']:+,} MB "
-              "(identical repeats are dropped as duplicates, so the x10 cache holds the same pairs; "
-              "the reader still streams all of it)")
+        print(f"peak growth for 10x the corpus: {tenfold['peak_mb'] - once['peak_mb']:+,} MB"
+              + (" (distinct copies: 10x the pairs in the cache and in the stream)" if args.distinct else
+                 " (identical repeats are dropped as duplicates, so the x10 cache holds the same pairs; the "
+                 "reader still reads all of it; --distinct makes every copy new)"))
 
     if not args.no_throughput:
         import tensorflow as tf
@@ -223,10 +238,18 @@ def main():
             ours, ours_compile = bucketed_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
             print(f"(a) bucketed XLA custom step: {ours:,.0f} real target tokens/s over {args.steps} steps "
                   f"(compile + warm-up {ours_compile:.0f} s)")
-            fit, fit_compile = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(b) model.fit, fixed-length padded batches: {fit:,.0f} real target tokens/s over {args.steps} "
-                  f"steps (compile + warm-up {fit_compile:.0f} s)")
+            plain = dataclasses.replace(settings, xla=False)
+            no_xla, _ = bucketed_throughput(plain, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(a') the same bucketed custom step without XLA (--no-xla): {no_xla:,.0f} real target tokens/s")
+            fit, fit_compile, jit = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(b) plain model.fit, fixed-length padded batches (jit_compile resolved to {jit}): {fit:,.0f} "
+                  f"real target tokens/s over {args.steps} steps (compile + warm-up {fit_compile:.0f} s)")
             print(f"ratio (a)/(b): {ours / fit:.2f}x")
+            if not jit:  # and how much of that is XLA alone
+                xla, xla_compile, _ = fit_throughput(settings, workdir, manifest, len(vocab), args.steps,
+                                                     args.warmup, jit_compile=True)
+                print(f"(b') the same model.fit with jit_compile=True: {xla:,.0f} real target tokens/s "
+                      f"(compile + warm-up {xla_compile:.0f} s); ratio (a)/(b'): {ours / xla:.2f}x")
 
 if __name__ == "__main__":
     main()

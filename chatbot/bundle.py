@@ -58,6 +58,9 @@ def save(bundle, path):
         raise ModelError(f"cannot save bundle: missing weights {', '.join(missing)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is as readable as any directory
     try:
         (tmp / "config.json").write_text(json.dumps(bundle.config_dict(), indent=2) + "\n", encoding="utf-8")
         (tmp / "vocab.json").write_text(bundle.vocab.to_json() + "\n", encoding="utf-8")

@@ -62,13 +62,15 @@ def run(args):
     else:
         run_.start(args.data, args.format, args.preset or "small", overrides, valid=args.valid,
                    valid_format=args.valid_format, init_from=args.init_from, grow_vocab=args.grow_vocab)
-    # Ctrl-C (SIGINT) is turned into KeyboardInterrupt by Python; SIGTERM (kill) gets the same clean save.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    from training.train import Trainer
-
+    # Ctrl-C (SIGINT) is turned into KeyboardInterrupt by Python; SIGTERM (kill) gets the same treatment. Once
+    # training runs, the trainer catches both itself and stops after the current step, saving a checkpoint.
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        from training.train import Trainer
+
         return Trainer(run_).fit()
     except FloatingPointError as exc:
         raise ChatbotError(str(exc)) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sys.stdout.flush()

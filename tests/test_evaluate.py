@@ -120,7 +120,6 @@ def _eval(*args):
     return result, stderr
 
 
-@pytest.mark.slow
 def test_cli_on_trained_model(trained_bundle):
     result, stderr = _eval("--model", str(trained_bundle), "--data", PAIRS, "--format", "tsv", "--json")
     assert result.returncode == 0, stderr

@@ -60,21 +60,29 @@ def _keras_logits(model, source, target_in):
 
 def _keras_greedy(model, sources, max_length, min_length=1):
     """Argmax decoding with the Keras model over growing target prefixes, under the rules decoding.py uses:
-    PAD, UNK, START and SEP never; END not before min_length tokens; only END after max_length tokens."""
+    PAD, UNK, START and SEP never; END not before min_length tokens; only END after max_length tokens.
+    The prefix lives in a fixed-width, PAD-filled buffer (one traced shape): the decoder reads left to right
+    and skips padding, so the logits at step t depend on the prefix up to t only."""
+    import tensorflow as tf
+
+    call = tf.function(lambda s, t: model({"source_ids": s, "target_in_ids": t}, training=False))
     source = _pad(sources)
-    prefix = np.full((len(sources), 1), START_ID, np.int32)
+    prefix = np.zeros((len(sources), max_length + 1), np.int32)
+    prefix[:, 0] = START_ID
+    replies = [[] for _ in sources]
     for t in range(max_length + 1):
-        logits = _keras_logits(model, source, prefix)[:, -1].copy()
+        logits = np.asarray(call(source, prefix))[:, t].copy()
         logits[:, [PAD_ID, UNK_ID, START_ID, SEP_ID]] = -np.inf
         if t < min_length:
             logits[:, END_ID] = -np.inf
         if t == max_length:
             logits[:, np.arange(logits.shape[1]) != END_ID] = -np.inf
-        prefix = np.concatenate([prefix, logits.argmax(axis=1)[:, None].astype(np.int32)], axis=1)
-    replies = []
-    for row in prefix[:, 1:].tolist():
-        replies.append(row[:row.index(END_ID)] if END_ID in row else row)
-    return replies
+        choice = logits.argmax(axis=1)
+        for reply, token in zip(replies, choice):
+            reply.append(int(token))
+        if t < max_length:
+            prefix[:, t + 1] = choice
+    return [reply[:reply.index(END_ID)] for reply in replies]
 
 
 @pytest.fixture(scope="module", params=[("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)],

@@ -2,7 +2,9 @@
 Ctrl-C, stop early keeping the best weights, fine-tune and grow their vocabulary; bad input is one line and
 exit code 2. Also the Keras model's own save/load."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -37,6 +39,18 @@ def trained(*args, timeout=300):
     result = train(*args, timeout=timeout)
     assert result.returncode == 0, result.err[-3000:] + result.out[-2000:]
     return result
+
+
+def trained_here(*args):
+    """`chatbot train ...` in this process: the same code path as the command, without another TensorFlow
+    start-up (a few seconds each on a small machine). Returns what it printed."""
+    from chatbot.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["train", *args])
+    assert code == 0, err.getvalue()[-3000:] + out.getvalue()[-2000:]
+    return out.getvalue()
 
 
 def error_line(result):
@@ -132,6 +146,48 @@ def test_csv_and_tensorboard_logs(trained_bundle):
     assert {"loss/train", "perplexity/train"} <= set(tags)
 
 
+# ---- the input pipeline ---------------------------------------------------------------------------------
+
+def test_pipeline_batches_every_pair_once_an_epoch(tmp_path, monkeypatch):
+    from training import pipeline
+    from training.settings import load_preset
+
+    monkeypatch.setattr(pipeline, "SHARD_PAIRS", 7)  # several shards, streamed one at a time
+    settings = load_preset("tiny", batch_size=4, seed=9)
+    _, counts = pipeline.tokenize_corpus(PAIRS, "tsv", Tokenizer(), settings, tmp_path)
+    manifest = pipeline.write_shards(tmp_path, pipeline.build_vocab(counts, settings))
+    assert len(manifest["train"]["shards"]) == 3 and manifest["train"]["pairs"] == 20
+    per_epoch = pipeline.batches_per_epoch(tmp_path, manifest, "train", settings)
+    boundaries = pipeline.bucket_boundaries(20)
+
+    def pairs_of(batches):
+        found = []
+        for source, target_in, target_out in batches:
+            assert source.shape[0] == 4 and source.shape[1] == target_in.shape[1] == target_out.shape[1]
+            assert source.shape[1] + 1 in boundaries  # padded to its bucket's boundary
+            for s, ti, to in zip(source.numpy(), target_in.numpy(), target_out.numpy()):
+                if not to.any():  # a filler row: no target tokens, nothing to learn
+                    continue
+                n = int((to != 0).sum())
+                assert ti[0] == START_ID and list(ti[1:n]) == list(to[:n - 1]) and to[n - 1] == 3
+                found.append((tuple(s[s != 0]), tuple(to[:n - 1])))
+        return found
+
+    two_epochs = list(pipeline.make_dataset(tmp_path, manifest, "train", settings, epochs=(0, 2)))
+    assert len(two_epochs) == 2 * per_epoch
+    first, second = pairs_of(two_epochs[:per_epoch]), pairs_of(two_epochs[per_epoch:])
+    assert len(first) == 20 and sorted(first) == sorted(second) and first != second  # reshuffled
+    again = list(pipeline.make_dataset(tmp_path, manifest, "train", settings, epochs=(1, 2), skip=2))
+    assert pairs_of(again) == pairs_of(two_epochs[per_epoch + 2:])  # what --resume relies on
+    # Two replicas: each input pipeline's slices, side by side, are the global batch.
+    halves = [list(pipeline.make_dataset(tmp_path, manifest, "train", settings, replicas=2, pipeline=(i, 2)))
+              for i in range(2)]
+    whole = list(pipeline.make_dataset(tmp_path, manifest, "train", settings))
+    for k, batch in enumerate(whole):
+        for part in range(3):
+            np.testing.assert_array_equal(np.concatenate([halves[0][k][part], halves[1][k][part]]), batch[part])
+
+
 # ---- the model's parts --------------------------------------------------------------------------------
 
 def test_attention_layer_config_round_trip():
@@ -181,16 +237,15 @@ RESUMABLE = ("--data", PAIRS, "--preset", "tiny", "--epochs", "50", "--seed", "5
 @pytest.fixture(scope="module")
 def six_steps(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume") / "bot"
-    result = trained(*RESUMABLE, "--out", str(out), "--max-steps", "6")
-    assert "stopped at step 6" in result.out
+    assert "stopped at step 6" in trained_here(*RESUMABLE, "--out", str(out), "--max-steps", "6")
     return out
 
 
 def test_resume_equals_an_uninterrupted_run(six_steps, tmp_path):
-    resumed = trained(*RESUMABLE, "--out", str(six_steps), "--max-steps", "12", "--resume")
-    assert "resumed from step 6 (epoch 2, batch 2)" in resumed.out  # 4 batches an epoch
+    resumed = trained_here(*RESUMABLE, "--out", str(six_steps), "--max-steps", "12", "--resume")
+    assert "resumed from step 6 (epoch 2, batch 2)" in resumed  # 4 batches an epoch
     straight = tmp_path / "straight"
-    trained(*RESUMABLE, "--out", str(straight), "--max-steps", "12")
+    trained_here(*RESUMABLE, "--out", str(straight), "--max-steps", "12")
     # Same data order, optimizer state and dropout masks: the same weights, and the same log.
     assert max_difference(six_steps, straight) < 1e-5
     columns = ["epoch", "step", "train_loss"]
@@ -277,8 +332,8 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     assert json.loads((run_dir(out) / "checkpoints" / "latest.json").read_text()) == \
         {"checkpoint": f"ckpt-{step:08d}"}
     assert bundle_io.load(out).training["steps"] == step
-    resumed = trained("--out", str(out), "--resume", "--max-steps", str(step + 4))
-    assert f"resumed from step {step} " in resumed.out
+    resumed = trained_here("--out", str(out), "--resume", "--max-steps", str(step + 4))
+    assert f"resumed from step {step} " in resumed
     assert bundle_io.load(out).training["steps"] == step + 4
 
 
@@ -292,9 +347,9 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     valid = tmp_path / "valid.tsv"
     valid.write_text("".join(f"{c}\t{r}\n" for c, r in shifted))
     out = tmp_path / "bot"
-    result = trained("--data", PAIRS, "--valid", str(valid), "--out", str(out), "--preset", "tiny",
-                     "--epochs", "100", "--patience", "2", "--seed", "3")
-    assert "early stop" in result.out
+    result = trained_here("--data", PAIRS, "--valid", str(valid), "--out", str(out), "--preset", "tiny",
+                          "--epochs", "100", "--patience", "2", "--seed", "3")
+    assert "early stop" in result
     rows = read_log(out)
     assert len(rows) < 100
     val = [float(r["val_loss"]) for r in rows]
@@ -311,24 +366,26 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
 
 def test_init_from_continues_a_trained_model(trained_bundle, tmp_path):
     out = tmp_path / "tuned"
-    result = trained("--init-from", str(trained_bundle), "--data", PAIRS, "--out", str(out), "--preset", "tiny",
-                     "--epochs", "1")
-    assert f"initialised from {trained_bundle}" in result.out
+    result = trained_here("--init-from", str(trained_bundle), "--data", PAIRS, "--out", str(out), "--preset",
+                          "tiny", "--epochs", "1")
+    assert f"initialised from {trained_bundle}" in result
     from_scratch = float(read_log(trained_bundle)[0]["train_loss"])
     fine_tuned = float(read_log(out)[0]["train_loss"])
     assert fine_tuned < 0.5 < from_scratch
     assert bundle_io.load(out).vocab.tokens == bundle_io.load(trained_bundle).vocab.tokens
+    clash = train("--init-from", str(trained_bundle), "--data", PAIRS, "--out", str(tmp_path / "x"), "--units", "32")
+    assert clash.returncode == 2 and "encoder_units 16" in error_line(clash)
 
 
 def test_grow_vocab_keeps_the_trained_rows(trained_bundle, tmp_path):
     new_data = tmp_path / "new.tsv"
     new_data.write_text("Do you like zebras?\tI adore zebras and saxophones.\nHi, how are you?\tSplendid, thanks.\n")
     out = tmp_path / "grown"
-    result = trained("--init-from", str(trained_bundle), "--grow-vocab", "--data", str(new_data), "--out",
-                     str(out), "--preset", "tiny", "--epochs", "0")
+    result = trained_here("--init-from", str(trained_bundle), "--grow-vocab", "--data", str(new_data), "--out",
+                          str(out), "--preset", "tiny", "--epochs", "0")
     old, new = bundle_io.load(trained_bundle), bundle_io.load(out)
     n = len(old.vocab)
-    assert f"vocabulary grown {n} -> {len(new.vocab)}" in result.out
+    assert f"vocabulary grown {n} -> {len(new.vocab)}" in result
     assert new.vocab.tokens[:n] == old.vocab.tokens
     assert {"zebras", "adore", "saxophones", "splendid"} <= set(new.vocab.tokens[n:])
     assert {"you", "how", "thanks"} <= set(old.vocab.tokens)
@@ -374,3 +431,13 @@ def test_bad_options(tmp_path):
     assert result.returncode == 2 and "--grow-vocab needs --init-from" in error_line(result)
     result = train("--data", PAIRS, "--out", str(tmp_path / "b"), "--preset", "huge")
     assert result.returncode == 2 and "tiny" in error_line(result) and "base" in error_line(result)
+    (tmp_path / "empty.tsv").write_text("")
+    result = train("--data", PAIRS, "--valid", str(tmp_path / "empty.tsv"), "--out", str(tmp_path / "b"),
+                   "--preset", "tiny")
+    assert result.returncode == 2 and "no usable pairs in" in error_line(result) and "empty.tsv" in error_line(result)
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    result = train("--data", PAIRS, "--out", str(precious), "--preset", "tiny")
+    assert result.returncode == 2 and "not a model bundle" in error_line(result)
+    assert (precious / "thesis.txt").read_text() == "years of work"

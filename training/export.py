@@ -1,5 +1,7 @@
 """Keras weights to bundle arrays and back, with every layer found by name."""
 
+import hashlib
+
 import numpy as np
 
 from chatbot import bundle as bundle_io
@@ -30,6 +32,15 @@ def model_variables(model, config):
 def model_weights(model, config):
     """The bundle's name -> float32 array dict."""
     return {name: np.asarray(v.numpy(), dtype=np.float32) for name, v in model_variables(model, config).items()}
+
+
+def weights_digest(model, config):
+    """A short SHA-256 of the exported weights: equal on every worker of a multi-worker run."""
+    digest = hashlib.sha256()
+    for name, array in sorted(model_weights(model, config).items()):
+        digest.update(name.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def assign_weights(model, config, weights, old_vocab_size=None):

@@ -39,13 +39,16 @@ class LuongAttention(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def _rnn(config, units, name, **kwargs):
+def _rnn(config, units, name, use_cudnn):
     cls = layers.LSTM if config.cell == "lstm" else layers.GRU
-    return cls(units, return_sequences=True, return_state=True, name=name, **kwargs)
+    return cls(units, return_sequences=True, return_state=True, name=name, use_cudnn=use_cudnn)
 
 
-def build_model(config: ModelConfig):
-    """Teacher-forced model: (source_ids, target_in_ids) -> logits over the vocabulary at every target step."""
+def build_model(config: ModelConfig, use_cudnn="auto"):
+    """Teacher-forced model: (source_ids, target_in_ids) -> logits over the vocabulary at every target step.
+
+    use_cudnn=False keeps the recurrent layers XLA-compilable on a GPU (cuDNN's kernels are not); the weights
+    and the outputs are the same either way."""
     source = keras.Input((None,), dtype="int32", name="source_ids")
     target_in = keras.Input((None,), dtype="int32", name="target_in_ids")
     embedding = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
@@ -55,7 +58,8 @@ def build_model(config: ModelConfig):
     starts = []
     for i in range(config.layers):
         x = layers.Dropout(config.dropout, name=f"encoder_dropout{i}")(x)
-        out = layers.Bidirectional(_rnn(config, config.encoder_units, f"encoder_rnn{i}"), name=f"encoder_layer{i}")(x)
+        out = layers.Bidirectional(_rnn(config, config.encoder_units, f"encoder_rnn{i}", use_cudnn),
+                                   name=f"encoder_layer{i}")(x)
         x, forward, backward = out[0], out[1:1 + states_per_layer], out[1 + states_per_layer:]
         starts.append([layers.Concatenate(name=f"encoder_state{i}_{k}")([f, b])
                        for k, (f, b) in enumerate(zip(forward, backward))])
@@ -63,7 +67,7 @@ def build_model(config: ModelConfig):
     y = embedding(target_in)
     for i in range(config.layers):
         y = layers.Dropout(config.dropout, name=f"decoder_dropout{i}")(y)
-        y = _rnn(config, config.decoder_units, f"decoder_layer{i}")(y, initial_state=starts[i])[0]
+        y = _rnn(config, config.decoder_units, f"decoder_layer{i}", use_cudnn)(y, initial_state=starts[i])[0]
 
     source_mask = ops.not_equal(source, 0)
     attended = LuongAttention(config.decoder_units, name="attention")(y, x, source_mask)

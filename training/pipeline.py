@@ -28,8 +28,8 @@ def _is_valid(source, target, fraction):
 
 
 def tokenize_corpus(data, fmt, tokenizer, settings, workdir, valid_data=None, valid_format="auto"):
-    """Pass one: write train.tok and valid.tok ("source tokens<TAB>target tokens" lines). Returns the stats and
-    a count of train words for the vocabulary."""
+    """Pass one: write train.tok and valid.tok (a pair a line, see _tok_line). Returns the stats and a count of
+    the training words for the vocabulary."""
     import collections
 
     workdir = Path(workdir)
@@ -43,21 +43,26 @@ def tokenize_corpus(data, fmt, tokenizer, settings, workdir, valid_data=None, va
                                      max_source_len=settings.max_source_len,
                                      max_target_len=settings.max_target_len, stats=st)
 
-    with open(workdir / "train.tok.tmp", "w", encoding="utf-8") as train, \
-            open(workdir / "valid.tok.tmp", "w", encoding="utf-8") as valid:
-        for source, target in pairs(data, fmt, stats):
-            held_out = valid_data is None and _is_valid(source, target, settings.valid_fraction)
-            if not held_out:
-                counts.update(source)
-                counts.update(target)
-            (valid if held_out else train).write(_tok_line(source, target))
-        if valid_data is not None:
-            valid_stats = corpora.CorpusStats()
-            for source, target in pairs(valid_data, valid_format, valid_stats):
-                valid.write(_tok_line(source, target))
-    corpora.require_pairs(stats)
-    for name in ("train", "valid"):
-        os.replace(workdir / f"{name}.tok.tmp", workdir / f"{name}.tok")
+    tmp = [workdir / "train.tok.tmp", workdir / "valid.tok.tmp"]
+    try:
+        with open(tmp[0], "w", encoding="utf-8") as train, open(tmp[1], "w", encoding="utf-8") as valid:
+            for source, target in pairs(data, fmt, stats):
+                held_out = valid_data is None and _is_valid(source, target, settings.valid_fraction)
+                if not held_out:
+                    counts.update(source)
+                    counts.update(target)
+                (valid if held_out else train).write(_tok_line(source, target))
+            if valid_data is not None:
+                valid_stats = corpora.CorpusStats()
+                for source, target in pairs(valid_data, valid_format, valid_stats):
+                    valid.write(_tok_line(source, target))
+                corpora.require_pairs(valid_stats)
+        corpora.require_pairs(stats)
+        for name, path in zip(("train", "valid"), tmp):
+            os.replace(path, workdir / f"{name}.tok")
+    finally:
+        for path in tmp:
+            path.unlink(missing_ok=True)
     return stats, counts
 
 

@@ -55,21 +55,31 @@ class Run:
     def start(self, data, fmt, preset, overrides, valid=None, valid_format="auto", init_from=None,
               grow_vocab=False):
         settings = load_preset(preset, **overrides)
+        if self.out.exists() and not (self.out / "config.json").is_file() and (
+                not self.out.is_dir() or any(self.out.iterdir())):
+            raise UsageError(f"--out {self.out} exists and is not a model bundle; it would be replaced, so "
+                             f"choose another path")
         tokenizer = Tokenizer()
         old_vocab = None
         if init_from:
             self.init_from = bundle_io.load(init_from)
+            clash = [k for k in MODEL_FIELDS if overrides.get(k) not in (None, getattr(self.init_from.model, k))]
+            if clash:
+                raise UsageError(f"--init-from {init_from}: the model's {', '.join(clash)} come from the bundle "
+                                 f"({', '.join(f'{k} {getattr(self.init_from.model, k)}' for k in clash)}); "
+                                 f"leave those options out")
             settings = TrainSettings.from_dict({**settings.to_dict(), **{
                 k: getattr(self.init_from.model, k) for k in MODEL_FIELDS}})
             tokenizer, old_vocab = self.init_from.tokenizer, self.init_from.vocab
         elif grow_vocab:
             raise UsageError("--grow-vocab needs --init-from BUNDLE")
+        corpus_name = str(data) if data else "chatterbot-corpus (English)"
         data = data or corpora.default_corpus_path()
         self._as_worker(settings.strategy)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(exist_ok=True)
-        self._clear_previous()
         stats, counts = pipeline.tokenize_corpus(data, fmt, tokenizer, settings, self.cache_dir, valid, valid_format)
+        self._clear_previous()  # only once the new corpus has been read
         if old_vocab is not None:
             vocab = old_vocab.grow(counts, settings.min_count, settings.max_vocab) if grow_vocab else old_vocab
         else:
@@ -81,7 +91,7 @@ class Run:
         for line in stats.report_lines(vocab, self.manifest["train"]["unknown_rate"]):
             self.log(line)
         (self.dir / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
-        self.summary = {"corpus": str(data), "format": fmt, "pairs": self.manifest["train"]["pairs"],
+        self.summary = {"corpus": corpus_name, "format": fmt, "pairs": self.manifest["train"]["pairs"],
                         "valid_pairs": self.manifest["valid"]["pairs"], "preset": preset,
                         "init_from": str(init_from) if init_from else None, "grow_vocab": bool(grow_vocab),
                         "old_vocab_size": len(old_vocab) if old_vocab else None, "report": stats.to_dict()}
@@ -157,10 +167,11 @@ class Run:
 
         if not self.chief:
             return
-        loss = progress.get("best_val_loss")
+        # The bundle holds the best weights, or with keep = "last" the last ones: report that model's loss.
+        loss = progress.get("last_val_loss" if self.settings.keep == "last" else "best_val_loss")
         summary = {**{k: v for k, v in self.summary.items() if k != "report"},
                    "epochs": progress["epoch"], "steps": progress["step"],
-                   "train_loss": progress.get("last_train_loss"), "val_loss": progress.get("best_val_loss"),
+                   "train_loss": progress.get("last_train_loss"), "val_loss": loss,
                    "val_perplexity": None if loss is None else math.exp(min(loss, 50)),
                    "tokens_per_second": progress.get("tokens_per_second"),
                    "train_seconds": round(progress.get("train_seconds", 0.0), 1),

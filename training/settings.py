@@ -39,6 +39,9 @@ class TrainSettings:
     lr_decay: float = 0.5
     clipnorm: float = 5.0
     patience: int = 0
+    # "best": the bundle keeps the weights with the lowest validation loss. "last": validation is only
+    # reported, as for a small FAQ-like corpus that the bot should know by heart (the default model).
+    keep: str = "best"
     seed: int = 1
     checkpoint_every: int = 500
     xla: bool = True
@@ -65,6 +68,8 @@ class TrainSettings:
         for name in ("epochs", "max_steps", "patience"):  # --epochs 0 exports the starting weights untrained
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
+        if self.keep not in ("best", "last"):
+            raise UsageError(f"keep must be 'best' or 'last', not {self.keep!r}")
         if not 0 < self.lr_decay <= 1:
             raise UsageError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
         if not self.clipnorm > 0:

@@ -1,8 +1,6 @@
 """The training loop: an XLA-compiled teacher-forcing step, validation perplexity, checkpoints, resume,
 early stopping with the best weights kept, CSV and TensorBoard logs, and Ctrl-C that saves and exits."""
 
-import csv
-import hashlib
 import json
 import math
 import signal
@@ -14,7 +12,8 @@ import tensorflow as tf
 
 from . import checkpoints, pipeline
 from .distribute import is_chief, make_strategy, worker_index
-from .export import model_weights
+from .export import weights_digest
+from .logs import EpochLog
 from .model import build_model
 
 BATCH_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
@@ -93,15 +92,6 @@ def make_steps(model, optimizer, strategy, settings, element_spec=None):
     return distributed(replica_step), distributed(eval_step)
 
 
-def weights_digest(model, config):
-    """A short SHA-256 of the exported weights: equal on every worker of a multi-worker run."""
-    digest = hashlib.sha256()
-    for name, array in sorted(model_weights(model, config).items()):
-        digest.update(name.encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
 class Trainer:
     def __init__(self, run, log=print):
         self.run, self.settings, self.log = run, run.settings, log
@@ -111,7 +101,8 @@ class Trainer:
         self.chief = is_chief(s.strategy)
         keras.utils.set_random_seed(s.seed)
         with self.strategy.scope():
-            self.model = build_model(run.model_config)
+            # XLA compiles the whole step, so no cuDNN kernels on a GPU; --no-xla gives them back.
+            self.model = build_model(run.model_config, use_cudnn=False if s.xla else "auto")
             self.optimizer = keras.optimizers.Adam(s.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         run.initialise(self.model)
@@ -129,8 +120,7 @@ class Trainer:
         self.valid_batches = pipeline.batches_per_epoch(run.cache_dir, run.manifest, "valid", s) \
             if run.manifest["valid"]["pairs"] else 0
         self._batches = self._valid = None  # iterators, each made once: a new one costs a tenth of a second
-        self.csv_path = run.dir / "log.csv"
-        self.tensorboard = tf.summary.create_file_writer(str(run.dir / "tensorboard"))
+        self.logs = EpochLog(run.dir, s.epochs, log)
         self.stop_signal = None
         self._saved = None
 
@@ -178,6 +168,8 @@ class Trainer:
             while p["epoch"] < s.epochs and not self._step_limit_reached():
                 if self.stop_signal is not None:
                     raise Interrupted
+                if s.patience and p["bad_epochs"] >= s.patience:  # a resumed run that had stopped early
+                    break
                 if self._epoch():
                     break
         except Interrupted:
@@ -187,7 +179,7 @@ class Trainer:
                 signal.signal(number, handler)
         self._finish()
         if interrupted:
-            kept = "the best weights so far" if self.valid_batches else "the weights so far"
+            kept = "the best weights so far" if self.valid_batches and s.keep == "best" else "the weights so far"
             self.log(f"interrupted at step {p['step']}: checkpoint saved in {self.run.checkpoint_dir}"
                      + (f"; the bundle in {self.run.out} holds {kept}" if self.chief else "")
                      + "; continue with --resume")
@@ -262,16 +254,18 @@ class Trainer:
             pass
         elif p["best_val_loss"] is None or val_loss < p["best_val_loss"]:
             p["best_val_loss"], p["bad_epochs"] = val_loss, 0
-            self._export()
+            if s.keep == "best":
+                self._export()
         else:
             p["bad_epochs"] += 1
             p["learning_rate"] *= s.lr_decay  # a smaller step size when validation stalls
             self.optimizer.learning_rate.assign(p["learning_rate"])
-        self._log_epoch(train_loss, val_loss, rate)
+        self.logs.write(p, train_loss, val_loss, rate)
         self._checkpoint()
         if s.patience and p["bad_epochs"] >= s.patience:
+            kept = f"the best (val loss {p['best_val_loss']:.3f})" if s.keep == "best" else "the last weights"
             self.log(f"early stop: validation loss has not improved for {s.patience} epoch(s); "
-                     f"the bundle keeps the best (val loss {p['best_val_loss']:.3f})")
+                     f"the bundle keeps {kept}")
             return True
         return False
 
@@ -294,38 +288,10 @@ class Trainer:
         if self.settings.strategy == "multi-worker":
             self.log(f"worker {worker_index('multi-worker')}: weights sha256 "
                      f"{weights_digest(self.model, self.run.model_config)} at step {p['step']}")
-        if not self.valid_batches or p["best_val_loss"] is None:
+        if self.settings.keep == "last" or not self.valid_batches or p["best_val_loss"] is None:
             self._export()
         self.run.save_keras_model(self.model)
-        self.tensorboard.close()
-
-    def _log_epoch(self, train_loss, val_loss, tokens_per_s):
-        p = self.progress
-        ppl = lambda loss: math.exp(min(loss, 50))  # noqa: E731
-        val = f"  val loss {val_loss:.3f}  val ppl {ppl(val_loss):.1f}" if val_loss is not None else ""
-        self.log(f"epoch {p['epoch']}/{self.settings.epochs}  step {p['step']}  train loss {train_loss:.3f}  "
-                 f"ppl {ppl(train_loss):.1f}{val}  {tokens_per_s:,.0f} tok/s  lr {p['learning_rate']:.2g}")
-        row = {"epoch": p["epoch"], "step": p["step"], "train_loss": round(train_loss, 5),
-               "train_perplexity": round(ppl(train_loss), 3),
-               "val_loss": "" if val_loss is None else round(val_loss, 5),
-               "val_perplexity": "" if val_loss is None else round(ppl(val_loss), 3),
-               "learning_rate": p["learning_rate"], "tokens_per_second": round(tokens_per_s, 1),
-               "train_seconds": round(p["train_seconds"], 1)}
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        with self.tensorboard.as_default(step=p["step"]):
-            tf.summary.scalar("loss/train", train_loss)
-            tf.summary.scalar("perplexity/train", ppl(train_loss))
-            if val_loss is not None:
-                tf.summary.scalar("loss/validation", val_loss)
-                tf.summary.scalar("perplexity/validation", ppl(val_loss))
-            tf.summary.scalar("tokens_per_second", tokens_per_s)
-            tf.summary.scalar("learning_rate", p["learning_rate"])
-        self.tensorboard.flush()
+        self.logs.close()
 
 
-__all__ = ["Trainer", "make_steps", "masked_loss", "weights_digest"]
+__all__ = ["Trainer", "make_steps", "masked_loss"]
