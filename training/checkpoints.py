@@ -14,7 +14,7 @@ from chatbot.errors import ChatbotError
 KEEP = 2
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Write to a temporary file, then rename it over `path`: readers see the old file or the new one, never
     a part. A failed write removes the temporary file and leaves `path` as it was."""
     tmp = path.with_name(path.name + ".tmp")
@@ -43,8 +43,8 @@ def save(directory, model, optimizer, progress):
     # The progress travels inside the same file as the variables, so the two can never disagree.
     arrays["progress"] = np.frombuffer(json.dumps(progress).encode(), np.uint8)
     name = f"ckpt-{int(progress['step']):08d}"
-    _atomic_write(directory / f"{name}.npz", lambda f: np.savez(f, **arrays))
-    _atomic_write(directory / "latest.json", lambda f: f.write(json.dumps({"checkpoint": name}).encode()))
+    atomic_write(directory / f"{name}.npz", lambda f: np.savez(f, **arrays))
+    atomic_write(directory / "latest.json", lambda f: f.write(json.dumps({"checkpoint": name}).encode()))
     for old in sorted(directory.glob("ckpt-*.npz"))[:-KEEP]:
         if old.stem != name:
             old.unlink(missing_ok=True)

@@ -22,9 +22,10 @@ MODEL_FIELDS = ("embedding_dim", "encoder_units", "layers", "cell", "max_source_
 
 
 def _write_json(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from .checkpoints import atomic_write
+
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 class Run:
