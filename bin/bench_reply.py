@@ -45,10 +45,12 @@ def median_ms(fn, runs):
     return statistics.median(times)
 
 
-def base_bundle(path):
-    """A base-size model (vocab 8000, emb 256, BiLSTM 256, decoder 512) with random weights: speed only."""
+def base_bundle(path, tied=False):
+    """A base-size model (vocab 8000, emb 256, BiLSTM 256, decoder 512) with random weights: speed only.
+    tied: the output layer reuses the embedding through a 512->256 projection, as the base preset trains it."""
     vocab = Vocabulary(SPECIALS + tuple(f"w{i}" for i in range(8000 - len(SPECIALS))))
-    config = ModelConfig(vocab_size=8000, embedding_dim=256, encoder_units=256, max_source_len=40)
+    config = ModelConfig(vocab_size=8000, embedding_dim=256, encoder_units=256, max_source_len=40,
+                         tie_embeddings=tied)
     rng = np.random.default_rng(0)
     weights = {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in weight_shapes(config).items()}
     bundle_io.save(bundle_io.Bundle(model=config, vocab=vocab, weights=weights), path)
@@ -128,7 +130,10 @@ def tf_figures(b, runs):
     h_in, c_in = keras.Input((b.model.decoder_units,)), keras.Input((b.model.decoder_units,))
     values_in, mask_in = keras.Input((None, b.model.decoder_units)), keras.Input((None,), dtype="bool")
     y, h, c = dec(emb(prev_in), initial_state=[h_in, c_in])
-    step_model = keras.Model([prev_in, h_in, c_in, values_in, mask_in], [out(att(y, values_in, mask_in)), h, c])
+    attended = att(y, values_in, mask_in)
+    logits = out(emb(model.get_layer("output_projection")(attended), reverse=True)) if b.model.tie_embeddings \
+        else out(attended)
+    step_model = keras.Model([prev_in, h_in, c_in, values_in, mask_in], [logits, h, c])
 
     def per_step_predict():
         values, h, c = encoder.predict(source, verbose=0)
@@ -172,9 +177,12 @@ def main():
     default = bundle_io.load(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         base = base_bundle(Path(tmp) / "base")
-        print(f"{'figure':44} {'default':>12} {'base':>12}")
+        tied = base_bundle(Path(tmp) / "tied", tied=True)
+        names = ("default", "base", "base tied")
+        print(f"{'figure':52} " + " ".join(f"{name:>10}" for name in names))
         rows = {}
-        for name, b, path in (("default", default, default.path), ("base", base, base.path)):
+        for name, b, path in (("default", default, default.path), ("base", base, base.path),
+                              ("base tied", tied, tied.path)):
             warm = warm_figures(b, args.runs)
             cold_s, cold_mb = cold_figures(path, 5)
             batch_wall, batch_decode = batch_figures(path)
@@ -195,8 +203,8 @@ def main():
                   ("tf_cold_s", "TF cold process, one reply (s)"), ("tf_cold_mb", "TF cold process peak RSS (MB)")]
         for key, label in labels:
             if key in rows["default"]:
-                print(f"{label:44} {rows['default'][key]:12.2f} {rows['base'][key]:12.2f}")
-        for name in ("default", "base"):
+                print(f"{label:52} " + " ".join(f"{rows[name][key]:10.2f}" for name in names))
+        for name in names:
             r = rows[name]
             if "tf_predict_ms" in r:
                 print(f"{name}: NumPy greedy is {r['tf_predict_ms'] / r['greedy_ms']:.0f}x faster than per-step "

@@ -2,7 +2,8 @@
 """Training figures (not a test): throughput and input-pipeline memory.
 
 Throughput, in real (non-padding) target tokens per second, measured over --steps steps after a warm-up, for
-  (a) our step: bucketed batches from the shard cache, the custom teacher-forcing step compiled with XLA;
+  (a) our step: bucketed batches from the shard cache, the custom teacher-forcing step as `chatbot train` runs it
+      (XLA off by default: on CPU it is slower), and (a') the same step with XLA switched;
   (b) in the same run, plain Keras `model.fit` (default compile settings) on the same model, over fixed-length
       padded batches.
 Memory: the peak resident size (ru_maxrss) of a subprocess that builds the shard cache and streams one pass of
@@ -209,7 +210,7 @@ def main():
     from training.settings import load_preset
 
     data = args.data or default_data()
-    settings = load_preset(args.preset, batch_size=args.batch_size, xla=True, dropout=0.0)
+    settings = load_preset(args.preset, batch_size=args.batch_size, dropout=0.0)
     print(f"preset {args.preset}: {settings.encoder_units} units, batch {settings.batch_size}, "
           f"max lengths {settings.max_source_len}/{settings.max_target_len}; corpus {data}")
     # Memory first: a child started by a process already grown big would inherit its ru_maxrss.
@@ -236,11 +237,11 @@ def main():
             print(f"cache: {manifest['train']['pairs']:,} training pairs, vocabulary {len(vocab):,} "
                   f"({time.perf_counter() - started:.0f} s)")
             ours, ours_compile = bucketed_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(a) bucketed XLA custom step: {ours:,.0f} real target tokens/s over {args.steps} steps "
-                  f"(compile + warm-up {ours_compile:.0f} s)")
-            plain = dataclasses.replace(settings, xla=False)
-            no_xla, _ = bucketed_throughput(plain, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(a') the same bucketed custom step without XLA (--no-xla): {no_xla:,.0f} real target tokens/s")
+            print(f"(a) bucketed custom step, as `chatbot train` runs it (XLA {'on' if settings.xla else 'off'}): "
+                  f"{ours:,.0f} real target tokens/s over {args.steps} steps (compile + warm-up {ours_compile:.0f} s)")
+            other = dataclasses.replace(settings, xla=not settings.xla)
+            alt, _ = bucketed_throughput(other, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(a') the same step with XLA {'on' if other.xla else 'off'}: {alt:,.0f} real target tokens/s")
             fit, fit_compile, jit = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
             print(f"(b) plain model.fit, fixed-length padded batches (jit_compile resolved to {jit}): {fit:,.0f} "
                   f"real target tokens/s over {args.steps} steps (compile + warm-up {fit_compile:.0f} s)")

@@ -25,25 +25,34 @@ SETTINGS = {
     "greedy": {**_PLAIN, "mode": "greedy"},
     "beam 5": {**_PLAIN, "mode": "beam", "beam": 5},
     "beam 10": {**_PLAIN, "mode": "beam", "beam": 10},
-    "beam 5, length penalty 0": {**_PLAIN, "mode": "beam", "beam": 5, "length_penalty": 0.0},
-    "beam 5 + rerank 0.3": {**_PLAIN, "mode": "beam", "beam": 5, "rerank": 0.3},
     "beam 5 + rerank 0.5": {**_PLAIN, "mode": "beam", "beam": 5, "rerank": 0.5},
+    "beam 10 + rerank 1.0": {**_PLAIN, "mode": "beam", "beam": 10, "rerank": 1.0},
     "sample top-p 0.9": {**_PLAIN, "mode": "sample", "top_p": 0.9, "seed": 0},
-    "sample top-p 0.9, T 0.7": {**_PLAIN, "mode": "sample", "top_p": 0.9, "temperature": 0.7, "seed": 0},
     "sample top-k 40": {**_PLAIN, "mode": "sample", "top_k": 40, "seed": 0},
+    "sample top-k 40 (T 0.8)": {**_PLAIN, "mode": "sample", "top_k": 40, "temperature": 0.8, "seed": 0},
     "sample top-p 0.9 + rerank 0.5": {**_PLAIN, "mode": "sample", "top_p": 0.9, "rerank": 0.5, "seed": 0},
+    "sample top-k 40 + rerank 1.0": {**_PLAIN, "mode": "sample", "top_k": 40, "rerank": 1.0, "seed": 0},
+    "sample top-p 0.9 + rerank 1.0": {**_PLAIN, "mode": "sample", "top_p": 0.9, "rerank": 1.0, "seed": 0},
 }
 COLUMNS = (("BLEU-2", "bleu2", "{:.4f}"), ("distinct-1", "distinct1", "{:.4f}"),
            ("distinct-2", "distinct2", "{:.4f}"), ("generic rate", "generic_rate", "{:.2%}"),
            ("avg length", "avg_reply_tokens", "{:.2f}"), ("replies/s", "replies_per_second", "{:.1f}"))
 
 
+def meets_goal(result, greedy):
+    """Issue 4's bar for a default decoding: generic rate <= 0.10, distinct-2 >= 0.35, BLEU-2 >= greedy's."""
+    return (result["generic_rate"] <= 0.10 and result["distinct2"] >= 0.35
+            and (greedy is None or result["bleu2"] >= greedy["bleu2"]))
+
+
 def markdown_table(rows):
     """rows: (setting name, evaluate() result) pairs."""
-    lines = ["| setting | " + " | ".join(title for title, _, _ in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
+    greedy = dict(rows).get("greedy")
+    lines = ["| setting | " + " | ".join(title for title, _, _ in COLUMNS) + " | goal |",
+             "|---|" + "---:|" * len(COLUMNS) + ":---:|"]
     for name, result in rows:
-        lines.append(f"| {name} | " + " | ".join(fmt.format(result[key]) for _, key, fmt in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt.format(result[key]) for _, key, fmt in COLUMNS)
+                     + f" | {'yes' if meets_goal(result, greedy) else 'no'} |")
     return "\n".join(lines)
 
 

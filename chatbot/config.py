@@ -37,6 +37,9 @@ class ModelConfig:
     max_source_len: int = 30
     max_target_len: int = 30
     context_turns: int = 1
+    # The output layer reuses the embedding matrix (through a decoder-to-embedding projection): fewer
+    # parameters, a cheaper output step, and rare words learn from both ends.
+    tie_embeddings: bool = False
 
     @property
     def decoder_units(self):
@@ -52,6 +55,8 @@ class ModelConfig:
                 raise error(f"{name} must be a positive integer, not {value!r}")
         if not 0 <= self.dropout < 1:
             raise error(f"dropout must be in [0, 1), not {self.dropout!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise error(f"tie_embeddings must be true or false, not {self.tie_embeddings!r}")
         return self
 
     def to_dict(self):
@@ -109,5 +114,5 @@ class DecodingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data):
-        return _from_dict(cls, data, ModelError)
+    def from_dict(cls, data, error=ModelError):
+        return _from_dict(cls, data, error)

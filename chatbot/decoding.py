@@ -59,32 +59,57 @@ def _log_normaliser(logits):
 
 def _block_repeats(logits, history, n):
     """Forbid, per row, every token that would complete an n-gram already in that row's history."""
+    if n <= 0:
+        return False
     rows, length = history.shape
-    if n <= 0 or length < max(n - 1, 1):
-        return
+    if length < max(n - 1, 1):
+        return False
     if n == 1:
         logits[np.arange(rows)[:, None], history] = _NEG_INF
-        return
-    windows = np.lib.stride_tricks.sliding_window_view(history, n - 1, axis=1)[:, :length - n + 1]
-    match = (windows == history[:, None, length - n + 1:]).all(axis=2)
+        return True
+    # match[:, j]: the n-1 tokens from j equal the history's last n-1, so history[j + n - 1] may not follow.
+    # One column comparison per offset: far fewer calls than a sliding-window view, for one reply or many.
+    span = length - n + 1
+    if span <= 0:
+        return False
+    match = history[:, :span] == history[:, length - n + 1:length - n + 2]
+    for k in range(1, n - 1):
+        match &= history[:, k:span + k] == history[:, length - n + 1 + k:length - n + 2 + k]
     r, j = np.nonzero(match)
+    if not len(r):
+        return False
     logits[r, history[r, j + n - 1]] = _NEG_INF
+    return True
 
 
-def _constrain(logits, t, history, min_length, max_length, no_repeat):
-    """Set the logits of every token that may not come next to -inf, in place."""
-    end = logits[:, END_ID].copy()
-    if t >= max_length:
-        logits.fill(_NEG_INF)
-    else:
-        logits[:, BANNED_IDS] = _NEG_INF
-        _block_repeats(logits, history, no_repeat)
-    if t >= min_length or t >= max_length:
-        logits[:, END_ID] = end
-    else:
-        logits[:, END_ID] = _NEG_INF
-        stuck = np.isneginf(logits.max(axis=1))  # n-gram blocking left nothing (tiny vocabularies): let it end
-        logits[stuck, END_ID] = end[stuck]
+class _Rules:
+    """The per-step constraints as additive masks over the vocabulary, built once per decode: one add per
+    step instead of several indexed writes."""
+
+    def __init__(self, vocab, min_length, max_length, no_repeat):
+        self.min_length, self.max_length, self.no_repeat = min_length, max_length, no_repeat
+        self.may_end = np.zeros(vocab, np.float32)
+        self.may_end[BANNED_IDS] = _NEG_INF
+        self.no_end = self.may_end.copy()
+        self.no_end[END_ID] = _NEG_INF
+        self.only_end = np.full(vocab, _NEG_INF, np.float32)
+        self.only_end[END_ID] = 0.0
+
+    def apply(self, logits, t, history):
+        """Set the logits of every token that may not come next to -inf, in place. END is never in a history,
+        so n-gram blocking never forbids it."""
+        if t >= self.max_length:
+            logits += self.only_end
+            return
+        if t >= self.min_length:
+            logits += self.may_end
+            _block_repeats(logits, history, self.no_repeat)
+            return
+        end = logits[:, END_ID].copy()
+        logits += self.no_end
+        if _block_repeats(logits, history, self.no_repeat):
+            stuck = np.isneginf(logits.max(axis=1))  # blocking left nothing (tiny vocabularies): let it end
+            logits[stuck, END_ID] = end[stuck]
 
 
 def _draw(p, rng):
@@ -143,36 +168,73 @@ def _greedy_choice(logits):
     return logits.argmax(axis=1)
 
 
+def _decode_one(engine, padded, choose, config):
+    """_decode_rows for a single row, the interactive case: the same choices and sums, with per-step
+    bookkeeping in plain Python (n-gram blocking from a dict of seen prefixes), because at batch size one the
+    NumPy calls' fixed cost, not arithmetic, is what a reply waits for."""
+    encoded = engine.encode(padded)
+    rules = _Rules(engine.output_bias.shape[0], config.min_length, config.max_length, 0)
+    n = config.no_repeat_ngram
+    seen = {}  # (n-1)-gram -> tokens that followed it
+    ids, total = [], 0.0
+    state, previous = encoded.state, np.array([START_ID])
+    for t in range(config.max_length + 1):
+        logits, state = engine.step(encoded, state, previous)
+        norm = _log_normaliser(logits)
+        end = logits[0, END_ID]
+        rules.apply(logits, t, None)
+        banned = seen.get(tuple(ids[len(ids) - n + 1:]) if n > 1 else ()) if n > 0 and len(ids) >= n - 1 else None
+        if banned and t < config.max_length:
+            logits[0, banned] = _NEG_INF
+            if t < config.min_length and np.isneginf(logits.max()):
+                logits[0, END_ID] = end  # blocking left nothing (tiny vocabularies): let it end
+        token = int(choose(logits)[0])
+        total += float(logits[0, token] - norm[0])
+        if token == END_ID:
+            break
+        if n > 0 and len(ids) >= n - 1:
+            seen.setdefault(tuple(ids[len(ids) - n + 1:]) if n > 1 else (), []).append(token)
+        ids.append(token)
+        previous = np.array([token])
+    return [(ids, total)]
+
+
 def _decode_rows(engine, padded, choose, config, repeat=1):
     """Greedy or sampled decoding of every row together. Returns (ids, log_prob) per row (source-major)."""
     encoded = engine.encode(padded)
     if repeat > 1:
         encoded = encoded.select(np.repeat(np.arange(len(padded)), repeat))
     rows, max_length = encoded.values.shape[0], config.max_length
+    rules = _Rules(engine.output_bias.shape[0], config.min_length, max_length, config.no_repeat_ngram)
     tokens = np.zeros((rows, max_length + 1), np.int64)
     lengths = np.full(rows, max_length)
     sums = np.zeros(rows)
     live = np.arange(rows)  # the output row of each batch row
-    done = np.zeros(rows, bool)
+    done = np.zeros(rows, bool)  # ended, but still stepped until a quarter of the batch has ended
     state, previous = encoded.state, np.full(rows, START_ID)
     for t in range(max_length + 1):
         logits, state = engine.step(encoded, state, previous)
         norm = _log_normaliser(logits)
-        _constrain(logits, t, tokens[live, :t], config.min_length, max_length, config.no_repeat_ngram)
+        rules.apply(logits, t, tokens[live, :t])
         choice = choose(logits)
-        fresh = ~done
-        sums[live[fresh]] += (logits[np.arange(len(choice)), choice] - norm)[fresh]
-        tokens[live[fresh], t] = choice[fresh]
-        ended = fresh & (choice == END_ID)
-        lengths[live[ended]] = t
-        done |= ended
-        if done.all():
-            break
+        picked = logits[np.arange(len(choice)), choice] - norm
+        ended = choice == END_ID
+        if done.any():  # rows that ended earlier keep their tokens, length and sum
+            picked[done] = 0.0
+            choice = np.where(done, PAD_ID, choice)
+            ended &= ~done
+        sums[live] += picked
+        tokens[live, t] = choice
+        if ended.any():
+            lengths[live[ended]] = t
+            done |= ended
+            if done.all():
+                break
+            if done.sum() * 4 > len(done):  # drop finished rows once they are a quarter of the batch
+                keep = ~done
+                encoded, state, live = encoded.select(keep), state[:, :, keep], live[keep]
+                choice, done = choice[keep], done[keep]
         previous = choice
-        if done.sum() * 4 > len(done):  # drop finished rows once they are a quarter of the batch
-            keep = ~done
-            encoded, state, live = encoded.select(keep), state[:, :, keep], live[keep]
-            previous, done = previous[keep], done[keep]
     return [(tokens[r, :lengths[r]].tolist(), float(sums[r])) for r in range(rows)]
 
 
@@ -189,17 +251,20 @@ def _beam_search(engine, padded, k, n_want, config):
     alive = np.arange(sources)
     finished = [[] for _ in range(sources)]
     width = min(2 * k, k * vocab)
+    rules = _Rules(vocab, min_length, max_length, config.no_repeat_ngram)
     for t in range(max_length + 1):
         logits, state = engine.step(encoded, state, previous)
-        logits -= _log_normaliser(logits)[:, None]
-        _constrain(logits, t, tokens, min_length, max_length, config.no_repeat_ngram)
+        norm = _log_normaliser(logits)
+        rules.apply(logits, t, tokens)  # -inf masks: the same before or after normalising
         n = len(alive)
-        totals = (logits.reshape(n, k, vocab) + sums.astype(np.float32)[:, :, None]).reshape(n, k * vocab)
+        # sums + log-softmax in one pass over the (n, k, vocab) scores, normalisers folded into the row offsets
+        offsets = (sums - norm.reshape(n, k)).astype(np.float32)
+        totals = (logits.reshape(n, k, vocab) + offsets[:, :, None]).reshape(n, k * vocab)
         top = np.argpartition(-totals, width - 1, axis=1)[:, :width]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(totals, top, 1), axis=1, kind="stable"), 1)
         rows = np.arange(n)[:, None] * k + top // vocab
         token = top % vocab
-        new_sums = sums.reshape(-1)[rows] + logits[rows, token]
+        new_sums = sums.reshape(-1)[rows] + (logits[rows, token] - norm[rows])
         is_end = token == END_ID
         # An END counts only if it ranks among the top k, as in greedy search when k == 1.
         for b, j in zip(*np.nonzero(is_end[:, :k] & np.isfinite(new_sums[:, :k]))):
@@ -249,7 +314,10 @@ def decode(engine, sources, config, rng=None):
         else:
             choose = _greedy_choice if config.mode == "greedy" else _sampler(
                 rng, config.temperature, config.top_k, config.top_p)
-            rows = _decode_rows(engine, padded, choose, config, per_source)
+            if len(index) == 1 and per_source == 1:
+                rows = _decode_one(engine, padded, choose, config)
+            else:
+                rows = _decode_rows(engine, padded, choose, config, per_source)
             groups = []
             for b in range(len(index)):
                 unique = {}  # a sample drawn twice counts once

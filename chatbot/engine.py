@@ -29,8 +29,11 @@ def weight_shapes(config):
             shapes.update(cell(f"encoder/layer{i}/{direction}", E if i == 0 else 2 * U, U))
     for i in range(config.layers):
         shapes.update(cell(f"decoder/layer{i}", E if i == 0 else D, D))
-    shapes.update({"attention/kernel": (D, D), "attention/combine_kernel": (2 * D, D),
-                   "output/kernel": (D, V), "output/bias": (V,)})
+    shapes.update({"attention/kernel": (D, D), "attention/combine_kernel": (2 * D, D), "output/bias": (V,)})
+    if config.tie_embeddings:  # logits = (attended @ projection) @ embedding.T + bias
+        shapes["output/projection"] = (D, E)
+    else:
+        shapes["output/kernel"] = (D, V)
     return shapes
 
 
@@ -43,27 +46,35 @@ class _Cell:
     """One recurrent layer's step, given its input already multiplied by the input kernel."""
 
     def __init__(self, kind, kernel, recurrent_kernel, bias):
-        self.kind, self.kernel, self.recurrent = kind, kernel, recurrent_kernel
+        self.kind, self.units = kind, recurrent_kernel.shape[0]
         if kind == "gru":  # Keras' reset_after GRU keeps separate input and recurrent biases
             self.input_bias, self.recurrent_bias = bias[0], bias[1]
         else:
+            # sigmoid(z) = 0.5 * tanh(z / 2) + 0.5. Halving the input, forget and output gates' columns once
+            # (exact: a power of two) lets a single tanh serve all four gates at every step.
+            u = self.units
+            scale = np.full(4 * u, 0.5, np.float32)
+            scale[2 * u:3 * u] = 1.0
+            kernel, recurrent_kernel, bias = kernel * scale, recurrent_kernel * scale, bias * scale
             self.input_bias, self.recurrent_bias = bias, None
-        self.units = recurrent_kernel.shape[0]
+        self.kernel, self.recurrent = kernel, recurrent_kernel
 
     def project(self, x):
         return x @ self.kernel + self.input_bias
 
     def step(self, xw, h, c):
-        if self.kind == "lstm":
-            z = xw + h @ self.recurrent
-            u = self.units
-            i = _sigmoid(z[:, :u])
-            f = _sigmoid(z[:, u:2 * u])
-            g = np.tanh(z[:, 2 * u:3 * u])
-            o = _sigmoid(z[:, 3 * u:])
-            c = f * c + i * g
-            return o * np.tanh(c), c
         u = self.units
+        if self.kind == "lstm":
+            z = h @ self.recurrent
+            z += xw
+            np.tanh(z, out=z)
+            gates = z * np.float32(0.5)
+            gates += np.float32(0.5)  # sigmoid of the input, forget and output gates; z[:, 2u:3u] is tanh(g)
+            c = gates[:, u:2 * u] * c
+            c += gates[:, :u] * z[:, 2 * u:3 * u]
+            h = np.tanh(c)
+            h *= gates[:, 3 * u:]
+            return h, c
         hr = h @ self.recurrent + self.recurrent_bias
         z = _sigmoid(xw[:, :u] + hr[:, :u])
         r = _sigmoid(xw[:, u:2 * u] + hr[:, u:2 * u])
@@ -100,10 +111,14 @@ class Engine:
                         for i in range(config.layers)]
         self.decoder = [cells(f"decoder/layer{i}") for i in range(config.layers)]
         self.attention_kernel = w["attention/kernel"]
-        self.combine_context = w["attention/combine_kernel"][: config.decoder_units]
-        self.combine_hidden = w["attention/combine_kernel"][config.decoder_units:]
-        self.output_kernel = w["output/kernel"]
+        self.combine_kernel = w["attention/combine_kernel"]  # applied to [context; decoder output]
         self.output_bias = w["output/bias"]
+        if config.tie_embeddings:
+            self.output_projection = w["output/projection"]
+            self.output_kernel = self.embedding.T  # a transposed view: BLAS reads it in place, no copy
+        else:
+            self.output_projection = None
+            self.output_kernel = w["output/kernel"]
         # Folding the embedding into the first decoder layer's input kernel turns a matmul per step into a row lookup.
         self.decoder_input_table = self.decoder[0].project(self.embedding)
 
@@ -116,6 +131,7 @@ class Engine:
         mask = ids != PAD_ID
         if lengths is None:
             lengths = mask.sum(axis=1)
+        padded = not mask.all()
         x = self.embedding[ids]
         finals = []
         for forward, backward in self.encoder:
@@ -127,9 +143,10 @@ class Engine:
                 out = np.zeros((B, T, cell.units), np.float32)
                 for t in steps:
                     nh, nc = cell.step(xw[:, t], h, c)
-                    keep = mask[:, t:t + 1]  # padded steps leave the state as it was, as Keras masking does
-                    h = np.where(keep, nh, h)
-                    c = np.where(keep, nc, c)
+                    if padded:  # padded steps leave the state as it was, as Keras masking does
+                        keep = mask[:, t:t + 1]
+                        nh, nc = np.where(keep, nh, h), np.where(keep, nc, c)
+                    h, c = nh, nc
                     out[:, t] = h
                 outputs.append((out, h, c))
             (fo, fh, fc), (bo, bh, bc) = outputs
@@ -150,12 +167,17 @@ class Engine:
             h, c = cell.step(xw, state[i, 0], state[i, 1])
             new_state[i, 0], new_state[i, 1] = h, c
             x = h
-        scores = np.einsum("btd,bd->bt", encoded.keys, x) + encoded.mask_bias
+        # Batched matmuls, not einsum: a fraction of the per-call overhead, which dominates one reply's steps.
+        scores = np.matmul(encoded.keys, x[:, :, None])[:, :, 0]
+        scores += encoded.mask_bias
         scores -= scores.max(axis=1, keepdims=True)
-        weights = np.exp(scores)
+        weights = np.exp(scores, out=scores)
         weights /= weights.sum(axis=1, keepdims=True)
-        context = np.einsum("bt,btd->bd", weights, encoded.values)
-        attended = np.tanh(context @ self.combine_context + x @ self.combine_hidden)
+        context = np.matmul(weights[:, None, :], encoded.values)[:, 0]
+        attended = np.concatenate([context, x], axis=1) @ self.combine_kernel
+        np.tanh(attended, out=attended)
+        if self.output_projection is not None:
+            attended = attended @ self.output_projection
         return attended @ self.output_kernel + self.output_bias, new_state
 
     def teacher_forced_logits(self, source_ids, target_in_ids):

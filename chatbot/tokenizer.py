@@ -12,6 +12,12 @@ import unicodedata
 from .errors import ModelError
 
 
+def _real_overridden(method):
+    from nltk.internals import overridden
+
+    return overridden(method)
+
+
 def _import_nltk_tokenizers():
     """`import nltk` runs nltk/__init__.py, which imports most of NLTK: 0.37 s of a 0.55 s cold reply here.
     The two tokenizer modules need none of it, so the parent packages are stood in by bare namespace modules
@@ -22,11 +28,16 @@ def _import_nltk_tokenizers():
 
         return TweetTokenizer, TreebankWordDetokenizer
     base = os.path.dirname(importlib.util.find_spec("nltk").origin)
-    stand_ins = {"nltk": base, "nltk.tokenize": os.path.join(base, "tokenize")}
+    stand_ins = {"nltk": base, "nltk.tokenize": os.path.join(base, "tokenize"), "nltk.internals": None}
     for name, path in stand_ins.items():
         module = types.ModuleType(name)
-        module.__path__ = [path]
+        if path:
+            module.__path__ = [path]
         sys.modules[name] = module
+    # nltk.tokenize.api takes one helper from nltk.internals, whose imports (http.client, urllib, zipfile...)
+    # cost more than the tokenizers themselves; the helper is only called for tokenizers that define no
+    # tokenize() of their own, and then the real one is fetched.
+    sys.modules["nltk.internals"].overridden = _real_overridden
     try:
         from nltk.tokenize.casual import TweetTokenizer
         from nltk.tokenize.treebank import TreebankWordDetokenizer

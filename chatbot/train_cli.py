@@ -10,7 +10,7 @@ from .errors import ChatbotError, UsageError
 FORMATS = ("auto", "dailydialog", "cornell", "chatterbot", "tsv", "jsonl", "text")
 
 # CLI option -> TrainSettings field, for everything a preset sets and a user may override.
-OVERRIDES = {"epochs": int, "max_steps": int, "batch_size": int, "units": int, "embedding_dim": int,
+OVERRIDES = {"epochs": int, "max_steps": int, "time_limit": float, "batch_size": int, "units": int, "embedding_dim": int,
              "layers": int, "cell": str, "dropout": float, "learning_rate": float, "max_vocab": int,
              "min_count": int, "max_source_len": int, "max_target_len": int, "context_turns": int, "seed": int,
              "patience": int, "checkpoint_every": int, "valid_fraction": float, "lr_decay": float, "clipnorm": float,
@@ -31,6 +31,8 @@ def add_parser(sub):
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     p.add_argument("--init-from", metavar="BUNDLE", help="fine-tune starting from a trained bundle")
     p.add_argument("--grow-vocab", action="store_true", help="with --init-from: add the new data's words")
+    p.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="reuse the embedding matrix as the output layer (default: as the preset says)")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the training step with XLA (default: as the preset says)")
     for name, kind in OVERRIDES.items():
@@ -53,7 +55,7 @@ def run(args):
         raise ChatbotError("training needs TensorFlow: pip install 'chatbot[train]'")
     from training.run import Run  # reads the corpus without TensorFlow: a bad one is reported at once
 
-    overrides = {name: getattr(args, name, None) for name in list(OVERRIDES) + ["encoder_units", "xla"]}
+    overrides = {name: getattr(args, name, None) for name in list(OVERRIDES) + ["encoder_units", "xla", "tie_embeddings"]}
     overrides.pop("units")
     run_ = Run(args.out, args.run_dir, log=lambda line: print(line, flush=True))
     if args.resume:

@@ -14,9 +14,9 @@ VOCAB = 40
 SOURCES = [[5, 6, 7], [8, 9], [], [10, 11, 12, 13, 14, 15], [20]]
 
 
-def make_engine(seed=0, bias=None, scale=0.5):
+def make_engine(seed=0, bias=None, scale=0.5, tied=False):
     """Random weights; `bias` adds {token: value} to the output bias to make the model love or hate tokens."""
-    config = ModelConfig(vocab_size=VOCAB, embedding_dim=8, encoder_units=8)
+    config = ModelConfig(vocab_size=VOCAB, embedding_dim=8, encoder_units=8, tie_embeddings=tied)
     rng = np.random.default_rng(seed)
     weights = {name: rng.normal(0, scale, shape).astype(np.float32) for name, shape in weight_shapes(config).items()}
     for token, value in (bias or {}).items():
@@ -144,6 +144,11 @@ def test_no_repeat_ngram_blocks_repeats_the_model_loves():
             assert not _has_repeated_bigram(candidate.ids), (mode, candidate.ids)
     for candidate in all_candidates(decode(engine, SOURCES, config(mode="beam", no_repeat_ngram=1, max_length=10))):
         assert len(set(candidate.ids)) == len(candidate.ids)
+    for source in SOURCES:  # one source at a time takes the single-row path
+        for n in (1, 2):
+            (alone,), = decode(engine, [source], config(no_repeat_ngram=n, max_length=10))
+            assert len(alone.ids) == 10
+            assert not _has_repeated_bigram(alone.ids) and (n > 1 or len(set(alone.ids)) == 10), alone.ids
 
 
 def _has_repeated_bigram(ids):
@@ -204,8 +209,9 @@ def test_decode_with_rerank_returns_reranked_n_best():
             assert [c.score for c in again] == pytest.approx([c.score for c in group], rel=1e-5)
 
 
-def test_batched_decoding_equals_one_source_at_a_time():
-    engine = make_engine(10)
+@pytest.mark.parametrize("tied", [False, True])
+def test_batched_decoding_equals_one_source_at_a_time(tied):
+    engine = make_engine(10, tied=tied)
     for cfg in (config(), config(no_repeat_ngram=3), config(mode="beam", beam=4, n_best=2, no_repeat_ngram=2),
                 config(mode="beam", beam=3, min_length=3, length_penalty=0.0)):
         batched = decode(engine, SOURCES, cfg)

@@ -169,7 +169,7 @@ def test_cli_empty_corpus(random_bundle, tmp_path):
 
 def test_decoding_script_runs_without_tensorflow(random_bundle):
     code = ("import runpy, sys; sys.argv = ['x', '--model', sys.argv[1], '--data', sys.argv[2], '--limit', '4', "
-            "'--only', 'greedy,beam 5 + rerank 0.3,sample top-p 0.9']\n"
+            "'--only', 'greedy,beam 5 + rerank 0.5,sample top-p 0.9']\n"
             "try:\n    runpy.run_path('bin/evaluate_decoding.py', run_name='__main__')\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
             "assert 'tensorflow' not in sys.modules")
@@ -178,4 +178,5 @@ def test_decoding_script_runs_without_tensorflow(random_bundle):
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     assert "| setting | BLEU-2 | distinct-1 | distinct-2 | generic rate |" in out
-    assert "| beam 5 + rerank 0.3 |" in out and out.count("\n| ") == 4
+    assert "| beam 5 + rerank 0.5 |" in out and out.count("\n| ") == 4
+    assert out.count(" | yes |") + out.count(" | no |") == 3  # the goal column, one per setting

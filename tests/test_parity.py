@@ -27,7 +27,7 @@ def _pad(rows, extra=0):
     return out
 
 
-def _train_a_little(cell, layers, steps=8):
+def _train_a_little(cell, layers, tied=False, steps=8):
     """A tiny model trained `steps` steps on four pairs with the real training step (dropout on)."""
     import keras
     import tensorflow as tf
@@ -37,7 +37,7 @@ def _train_a_little(cell, layers, steps=8):
     from training.train import make_steps
 
     settings = load_preset("tiny", cell=cell, layers=layers, embedding_dim=8, encoder_units=6, dropout=0.2,
-                           learning_rate=0.02, xla=False)
+                           learning_rate=0.02, xla=False, tie_embeddings=tied)
     config = settings.model_config(len(VOCAB))
     keras.utils.set_random_seed(7)
     model = build_model(config)
@@ -47,10 +47,10 @@ def _train_a_little(cell, layers, steps=8):
     source = _pad(SOURCES, extra=2)
     target_in = _pad([[START_ID] + t for t in TARGETS], extra=1)
     target_out = _pad([t + [END_ID] for t in TARGETS], extra=1)
-    before = model.get_layer("output").kernel.numpy().copy()
+    before = model.get_layer("embedding").embeddings.numpy().copy()
     for _ in range(steps):
         train_step(source, target_in, target_out)
-    assert np.abs(model.get_layer("output").kernel.numpy() - before).max() > 1e-3  # the weights moved
+    assert np.abs(model.get_layer("embedding").embeddings.numpy() - before).max() > 1e-3  # the weights moved
     return model, config
 
 
@@ -85,8 +85,8 @@ def _keras_greedy(model, sources, max_length, min_length=1):
     return [reply[:reply.index(END_ID)] for reply in replies]
 
 
-@pytest.fixture(scope="module", params=[("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)],
-                ids=lambda p: f"{p[0]}-{p[1]}layer")
+@pytest.fixture(scope="module", params=[("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2), ("lstm", 1, True)],
+                ids=lambda p: f"{p[0]}-{p[1]}layer" + ("-tied" if p[2:] else ""))
 def exported(request, tmp_path_factory):
     from training.export import export_bundle
 

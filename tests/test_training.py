@@ -209,18 +209,20 @@ def test_attention_layer_config_round_trip():
     np.testing.assert_allclose(np.asarray(layer(query, values, mask)), out, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell, layers", [("lstm", 1), ("gru", 2)])
-def test_keras_model_save_and_load(tmp_path, cell, layers):
+@pytest.mark.parametrize("cell, layers, tied", [("lstm", 1, False), ("gru", 2, False), ("lstm", 1, True)])
+def test_keras_model_save_and_load(tmp_path, cell, layers, tied):
     import keras
 
     from chatbot.config import ModelConfig
     from training.model import build_model
 
-    config = ModelConfig(vocab_size=20, embedding_dim=4, encoder_units=3, layers=layers, cell=cell, dropout=0.1)
+    config = ModelConfig(vocab_size=20, embedding_dim=4, encoder_units=3, layers=layers, cell=cell, dropout=0.1,
+                         tie_embeddings=tied)
     model = build_model(config)
     names = {layer.name for layer in model.layers}
     assert {"source_ids", "target_in_ids", "embedding", "encoder_layer0", f"decoder_layer{layers - 1}",
             "attention", "output"} <= names
+    assert ("output_projection" in names) == tied
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     inputs = {"source_ids": np.array([[5, 6, 7], [8, 0, 0]]), "target_in_ids": np.array([[2, 9], [2, 0]])}
@@ -397,6 +399,41 @@ def test_grow_vocab_keeps_the_trained_rows(trained_bundle, tmp_path):
         if name not in ("embedding", "output/kernel", "output/bias"):
             np.testing.assert_array_equal(new.weights[name], old.weights[name])
     assert np.abs(new.weights["embedding"][n:]).max() > 0  # the new rows are initialised, not zero
+
+
+def test_tied_embeddings_grow_and_preset_decoding(tmp_path):
+    """The base preset ties the output layer to the embedding and names its own default decoding; growing
+    the vocabulary of a tied model keeps the trained rows of both ends (they are one matrix)."""
+    from training.settings import load_preset
+
+    base = tmp_path / "base"
+    trained_here("--data", PAIRS, "--out", str(base), "--preset", "base", "--units", "8", "--embedding-dim", "8",
+                 "--epochs", "1")
+    old = bundle_io.load(base)
+    preset = load_preset("base")
+    assert old.model.tie_embeddings and "output/kernel" not in old.weights
+    assert preset.decoding and all(getattr(old.decoding, k) == v for k, v in preset.decoding.items())
+    new_data = tmp_path / "new.tsv"
+    new_data.write_text("Do you like zebras?\tI adore zebras.\n")
+    grown = tmp_path / "grown"
+    trained_here("--init-from", str(base), "--grow-vocab", "--data", str(new_data), "--out", str(grown),
+                 "--preset", "base", "--units", "8", "--embedding-dim", "8", "--epochs", "0")
+    new, n = bundle_io.load(grown), len(old.vocab)
+    assert new.model.vocab_size > n
+    for name in old.weights:
+        rows = slice(0, n) if name in ("embedding", "output/bias") else slice(None)
+        np.testing.assert_array_equal(new.weights[name][rows], old.weights[name])
+    assert Chatbot.load(grown).reply("do you like zebras?")
+
+
+def test_time_limit_stops_the_run_and_keeps_a_bundle(tmp_path):
+    out = tmp_path / "bot"
+    result = trained_here("--data", PAIRS, "--out", str(out), "--preset", "tiny", "--epochs", "500",
+                          "--time-limit", "0.02")
+    assert "stopped at step" in result and "--time-limit" in result
+    steps = bundle_io.load(out).training["steps"]
+    assert 0 < steps < 500 * 3
+    assert Chatbot.load(out).reply("hello")
 
 
 # ---- bad input -----------------------------------------------------------------------------------------

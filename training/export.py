@@ -24,7 +24,11 @@ def model_variables(model, config):
         cell(f"decoder/layer{i}", model.get_layer(f"decoder_layer{i}"))
     attention, output = model.get_layer("attention"), model.get_layer("output")
     variables.update({"attention/kernel": attention.kernel, "attention/combine_kernel": attention.combine_kernel,
-                      "output/kernel": output.kernel, "output/bias": output.bias})
+                      "output/bias": output.bias})
+    if config.tie_embeddings:
+        variables["output/projection"] = model.get_layer("output_projection").kernel
+    else:
+        variables["output/kernel"] = output.kernel
     assert set(variables) == set(weight_shapes(config)), "export: bundle layout and Keras model disagree"
     return variables
 

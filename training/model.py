@@ -39,6 +39,40 @@ class LuongAttention(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+@keras.saving.register_keras_serializable(package="chatbot")
+class ReversibleEmbedding(layers.Embedding):
+    """An embedding that also maps vectors back to vocabulary scores (keras-hub's pattern): with reverse=True,
+    x @ embeddings.T. Used for the output layer when the config ties embeddings."""
+
+    def call(self, inputs, reverse=False):
+        if reverse:
+            return ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
+        return super().call(inputs)
+
+    def compute_mask(self, inputs, mask=None, reverse=False):
+        return None if reverse else super().compute_mask(inputs, mask)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        if reverse:
+            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
+        return super().compute_output_spec(inputs)
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class OutputBias(layers.Layer):
+    """The output layer's bias, alone: with tied embeddings the kernel is the embedding matrix."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.bias, inputs.dtype)
+
+
 def _rnn(config, units, name, use_cudnn):
     cls = layers.LSTM if config.cell == "lstm" else layers.GRU
     return cls(units, return_sequences=True, return_state=True, name=name, use_cudnn=use_cudnn)
@@ -51,7 +85,7 @@ def build_model(config: ModelConfig, use_cudnn="auto"):
     and the outputs are the same either way."""
     source = keras.Input((None,), dtype="int32", name="source_ids")
     target_in = keras.Input((None,), dtype="int32", name="target_in_ids")
-    embedding = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
+    embedding = ReversibleEmbedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
     states_per_layer = {"lstm": 2, "gru": 1}[config.cell]
 
     x = embedding(source)
@@ -72,5 +106,9 @@ def build_model(config: ModelConfig, use_cudnn="auto"):
     source_mask = ops.not_equal(source, 0)
     attended = LuongAttention(config.decoder_units, name="attention")(y, x, source_mask)
     attended = layers.Dropout(config.dropout, name="output_dropout")(attended)
-    logits = layers.Dense(config.vocab_size, name="output", dtype="float32")(attended)
+    if config.tie_embeddings:
+        projected = layers.Dense(config.embedding_dim, use_bias=False, name="output_projection")(attended)
+        logits = OutputBias(name="output", dtype="float32")(embedding(projected, reverse=True))
+    else:
+        logits = layers.Dense(config.vocab_size, name="output", dtype="float32")(attended)
     return keras.Model({"source_ids": source, "target_in_ids": target_in}, logits, name="seq2seq")

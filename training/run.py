@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chatbot import bundle as bundle_io
 from chatbot import corpora
+from chatbot.config import DecodingConfig
 from chatbot.errors import UsageError
 from chatbot.tokenizer import Tokenizer, Vocabulary
 
@@ -177,7 +178,9 @@ class Run:
                    "tokens_per_second": progress.get("tokens_per_second"),
                    "train_seconds": round(progress.get("train_seconds", 0.0), 1),
                    "dropped": self.summary.get("report", {}).get("dropped")}
-        export_bundle(model, self.model_config, self.vocab, self.out, self.tokenizer, training_summary=summary)
+        decoding = DecodingConfig.from_dict(self.settings.decoding) if self.settings.decoding else None
+        export_bundle(model, self.model_config, self.vocab, self.out, self.tokenizer, decoding=decoding,
+                      training_summary=summary)
 
     def save_keras_model(self, model):
         """model.keras beside the checkpoints, holding the bundle's weights (the best ones), for further work in

@@ -4,7 +4,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from chatbot.config import ModelConfig
+from chatbot.config import DecodingConfig, ModelConfig
 from chatbot.errors import UsageError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -27,6 +27,7 @@ class TrainSettings:
     max_source_len: int = 30
     max_target_len: int = 30
     context_turns: int = 1
+    tie_embeddings: bool = False
     # data
     min_count: int = 1
     max_vocab: int = 4000
@@ -35,6 +36,7 @@ class TrainSettings:
     batch_size: int = 32
     epochs: int = 30
     max_steps: int = 0
+    time_limit: float = 0.0  # minutes of training (validation included) before the run stops; 0: none
     learning_rate: float = 0.002
     lr_decay: float = 0.5
     clipnorm: float = 5.0
@@ -44,28 +46,32 @@ class TrainSettings:
     keep: str = "best"
     seed: int = 1
     checkpoint_every: int = 500
-    xla: bool = True
+    # On CPU the XLA-compiled step measured 2.4x slower than the plain graph (bin/bench_training.py).
+    xla: bool = False
     strategy: str = "none"
+    # The bundle's default decoding (a preset's [decoding] table, DecodingConfig fields); empty: the defaults.
+    decoding: dict = dataclasses.field(default_factory=dict)
 
     # Fields that change the network or the data it sees; a run resumed with different ones is a different run.
     SHAPING = ("embedding_dim", "encoder_units", "layers", "cell", "max_source_len", "max_target_len",
-               "context_turns", "min_count", "max_vocab", "valid_fraction", "batch_size", "seed")
+               "context_turns", "tie_embeddings", "min_count", "max_vocab", "valid_fraction", "batch_size", "seed")
 
     def model_config(self, vocab_size):
         return ModelConfig(vocab_size=vocab_size, embedding_dim=self.embedding_dim,
                            encoder_units=self.encoder_units, layers=self.layers, cell=self.cell,
                            dropout=self.dropout, max_source_len=self.max_source_len,
-                           max_target_len=self.max_target_len, context_turns=self.context_turns)
+                           max_target_len=self.max_target_len, context_turns=self.context_turns,
+                           tie_embeddings=self.tie_embeddings)
 
     def validate(self):
         ModelConfig(vocab_size=10, **{k: getattr(self, k) for k in (
             "embedding_dim", "encoder_units", "layers", "cell", "dropout", "max_source_len", "max_target_len",
-            "context_turns")}).validate(UsageError)
+            "context_turns", "tie_embeddings")}).validate(UsageError)
         positive = ("batch_size", "max_vocab", "min_count", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "patience"):  # --epochs 0 exports the starting weights untrained
+        for name in ("epochs", "max_steps", "patience", "time_limit"):  # --epochs 0 exports the starting weights untrained
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
         if self.keep not in ("best", "last"):
@@ -78,6 +84,7 @@ class TrainSettings:
             raise UsageError(f"--learning-rate must be > 0, not {self.learning_rate}")
         if not 0 <= self.valid_fraction < 1:
             raise UsageError(f"valid_fraction must be in [0, 1), not {self.valid_fraction}")
+        DecodingConfig.from_dict(self.decoding, UsageError)
         if self.strategy not in STRATEGIES:
             raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
         return self
@@ -104,7 +111,7 @@ def load_preset(name, **overrides):
             sections = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path}: {exc}") from None
-    flat = {"preset": name}
+    flat = {"preset": name, "decoding": sections.pop("decoding", {})}
     for table in sections.values():
         flat.update(table)
     unknown = set(flat) - {f.name for f in dataclasses.fields(TrainSettings)}

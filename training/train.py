@@ -164,6 +164,7 @@ class Trainer:
                  + (f", {self.replicas} replicas" if self.replicas > 1 else ""))
         handlers = self._catch_signals()
         interrupted = False
+        self._fit_started = time.perf_counter()
         try:
             while p["epoch"] < s.epochs and not self._step_limit_reached():
                 if self.stop_signal is not None:
@@ -204,7 +205,11 @@ class Trainer:
         return handlers
 
     def _step_limit_reached(self):
-        return bool(self.settings.max_steps) and self.progress["step"] >= self.settings.max_steps
+        """--max-steps or --time-limit (minutes since this process began training) has been reached."""
+        s = self.settings
+        if s.time_limit and time.perf_counter() - self._fit_started >= 60 * s.time_limit:
+            return True
+        return bool(s.max_steps) and self.progress["step"] >= s.max_steps
 
     def _epoch(self):
         """One pass over the training data (or its remainder, after a resume). True means stop training."""
@@ -243,7 +248,8 @@ class Trainer:
             if val_loss is not None and (p["best_val_loss"] is None or val_loss < p["best_val_loss"]):
                 p["best_val_loss"] = val_loss
                 self._export()
-            self.log(f"stopped at step {p['step']} (--max-steps), {p['batch']}/{self.per_epoch} batches into "
+            self.log(f"stopped at step {p['step']} (--max-steps or --time-limit), {p['batch']}/{self.per_epoch} "
+                     f"batches into "
                      f"epoch {p['epoch'] + 1}" + (f", val loss {val_loss:.3f}" if val_loss is not None else ""))
             return True
         train_loss = p["epoch_loss"] / max(p["epoch_tokens"], 1.0)
