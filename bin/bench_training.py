@@ -2,8 +2,9 @@
 """Training figures (not a test): throughput and input-pipeline memory.
 
 Throughput, in real (non-padding) target tokens per second, measured over --steps steps after a warm-up, for
-  (a) our step: bucketed batches from the shard cache, the custom teacher-forcing step as `chatbot train` runs it
-      (XLA off by default: on CPU it is slower), and (a') the same step with XLA switched;
+  (a) our step: length-sorted batches from the shard cache (pipeline._batches), the custom teacher-forcing step as
+      `chatbot train` runs it (XLA off by default: on CPU it is slower), and with --compare-xla (a') the same step
+      with XLA switched (it compiles every shape first, a few minutes);
   (b) in the same run, plain Keras `model.fit` (default compile settings) on the same model, over fixed-length
       padded batches.
 Memory: the peak resident size (ru_maxrss) of a subprocess that builds the shard cache and streams one pass of
@@ -58,7 +59,7 @@ def _model(settings, vocab_size, use_cudnn="auto"):
     return build_model(settings.model_config(vocab_size), use_cudnn=use_cudnn)
 
 
-def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
+def sorted_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -71,11 +72,13 @@ def bucketed_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     optimizer.build(model.trainable_variables)
     train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), settings)
     started = time.perf_counter()
-    # XLA compiles once per bucket shape; compile them all before the clock starts.
-    for bound in pipeline.bucket_boundaries(max(settings.max_source_len, settings.max_target_len)):
-        batch = np.zeros((settings.batch_size, bound - 1), np.int32)
-        batch[:, 0] = 5
-        train_step(batch, batch, batch)
+    if settings.xla:  # XLA compiles once per shape; compile them all before the clock starts.
+        widths = [b - 1 for b in pipeline.bucket_boundaries(max(settings.max_source_len, settings.max_target_len))]
+        for s_width in widths:
+            for t_width in widths:
+                source, target = np.full((settings.batch_size, s_width), 5, np.int32), \
+                    np.full((settings.batch_size, t_width), 5, np.int32)
+                train_step(source, target, target)
     batches = iter(pipeline.make_dataset(workdir, manifest, "train", settings, epochs=(0, 10**6)))
     for _ in range(warmup):
         float(train_step(*next(batches))[1])
@@ -95,9 +98,8 @@ def fit_throughput(settings, workdir, manifest, vocab_size, steps, warmup, jit_c
 
     S, T, B = settings.max_source_len, settings.max_target_len, settings.batch_size
     source, target_in, target_out = [], [], []
-    for chunk in pipeline._chunks(workdir, manifest["train"]["shards"], settings.seed, 0, True):
-        s, _, ti, to, _ = chunk
-        for rows, width, out in ((s, S, source), (ti, T, target_in), (to, T, target_out)):
+    for chunk in pipeline._batches(workdir, manifest["train"]["shards"], settings, 0, True):
+        for rows, width, out in zip(chunk, (S, T, T), (source, target_in, target_out)):
             padded = np.zeros((len(rows), width), np.int32)
             padded[:, :min(width, rows.shape[1])] = rows[:, :width]
             out.append(padded)
@@ -201,6 +203,7 @@ def main():
     parser.add_argument("--no-memory", action="store_true", help="skip the memory figures")
     parser.add_argument("--distinct", action="store_true",
                         help="make the 10 copies of the corpus distinct (each pair new, not a duplicate)")
+    parser.add_argument("--compare-xla", action="store_true", help="also time our step with XLA switched")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput figures")
     parser.add_argument("--memory-child", metavar="DATA", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,12 +239,13 @@ def main():
             manifest, vocab = prepare(data, args.format, settings, workdir)
             print(f"cache: {manifest['train']['pairs']:,} training pairs, vocabulary {len(vocab):,} "
                   f"({time.perf_counter() - started:.0f} s)")
-            ours, ours_compile = bucketed_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(a) bucketed custom step, as `chatbot train` runs it (XLA {'on' if settings.xla else 'off'}): "
+            ours, ours_compile = sorted_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
+            print(f"(a) length-sorted batches, custom step as `chatbot train` runs it (XLA {'on' if settings.xla else 'off'}): "
                   f"{ours:,.0f} real target tokens/s over {args.steps} steps (compile + warm-up {ours_compile:.0f} s)")
-            other = dataclasses.replace(settings, xla=not settings.xla)
-            alt, _ = bucketed_throughput(other, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(a') the same step with XLA {'on' if other.xla else 'off'}: {alt:,.0f} real target tokens/s")
+            if args.compare_xla:
+                other = dataclasses.replace(settings, xla=not settings.xla)
+                alt, _ = sorted_throughput(other, workdir, manifest, len(vocab), args.steps, args.warmup)
+                print(f"(a') the same step with XLA {'on' if other.xla else 'off'}: {alt:,.0f} real target tokens/s")
             fit, fit_compile, jit = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
             print(f"(b) plain model.fit, fixed-length padded batches (jit_compile resolved to {jit}): {fit:,.0f} "
                   f"real target tokens/s over {args.steps} steps (compile + warm-up {fit_compile:.0f} s)")

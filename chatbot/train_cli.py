@@ -10,11 +10,11 @@ from .errors import ChatbotError, UsageError
 FORMATS = ("auto", "dailydialog", "cornell", "chatterbot", "tsv", "jsonl", "text")
 
 # CLI option -> TrainSettings field, for everything a preset sets and a user may override.
-OVERRIDES = {"epochs": int, "max_steps": int, "time_limit": float, "batch_size": int, "units": int, "embedding_dim": int,
-             "layers": int, "cell": str, "dropout": float, "learning_rate": float, "max_vocab": int,
+OVERRIDES = {"epochs": int, "max_steps": int, "time_limit": float, "batch_size": int, "units": int,
+             "embedding_dim": int, "layers": int, "cell": str, "dropout": float, "learning_rate": float, "max_vocab": int,
              "min_count": int, "max_source_len": int, "max_target_len": int, "context_turns": int, "seed": int,
              "patience": int, "checkpoint_every": int, "valid_fraction": float, "lr_decay": float, "clipnorm": float,
-             "strategy": str}
+             "lr_schedule": str, "strategy": str}
 
 
 def add_parser(sub):
@@ -35,12 +35,16 @@ def add_parser(sub):
                    help="reuse the embedding matrix as the output layer (default: as the preset says)")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the training step with XLA (default: as the preset says)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 arithmetic, float32 weights (default: as the preset says)")
     for name, kind in OVERRIDES.items():
         flag = "--" + name.replace("_", "-")
         if name == "units":
             p.add_argument(flag, dest="encoder_units", type=int, metavar="N", help="encoder units per direction")
         elif name == "strategy":
             p.add_argument(flag, choices=("none", "mirrored", "multi-worker"), help="tf.distribute strategy")
+        elif name == "lr_schedule":
+            p.add_argument(flag, choices=("plateau", "cosine"), help="learning-rate schedule")
         elif name == "cell":
             p.add_argument(flag, choices=("lstm", "gru"), help="recurrent cell")
         else:
@@ -55,7 +59,8 @@ def run(args):
         raise ChatbotError("training needs TensorFlow: pip install 'chatbot[train]'")
     from training.run import Run  # reads the corpus without TensorFlow: a bad one is reported at once
 
-    overrides = {name: getattr(args, name, None) for name in list(OVERRIDES) + ["encoder_units", "xla", "tie_embeddings"]}
+    flags = ["encoder_units", "xla", "tie_embeddings", "mixed_precision"]
+    overrides = {name: getattr(args, name, None) for name in list(OVERRIDES) + flags}
     overrides.pop("units")
     run_ = Run(args.out, args.run_dir, log=lambda line: print(line, flush=True))
     if args.resume:

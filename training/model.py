@@ -49,8 +49,12 @@ class ReversibleEmbedding(layers.Embedding):
             return ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
         return super().call(inputs)
 
-    def compute_mask(self, inputs, mask=None, reverse=False):
-        return None if reverse else super().compute_mask(inputs, mask)
+    def compute_mask(self, inputs, mask=None):
+        # Keras asks for the mask without the call's arguments: float inputs mean a reverse call, whose output
+        # positions are the input's, so their mask passes through (model.fit then skips padded targets).
+        if "float" in str(inputs.dtype):
+            return mask
+        return super().compute_mask(inputs, mask)
 
     def compute_output_spec(self, inputs, reverse=False):
         if reverse:
@@ -73,41 +77,44 @@ class OutputBias(layers.Layer):
         return inputs + ops.cast(self.bias, inputs.dtype)
 
 
-def _rnn(config, units, name, use_cudnn):
+def _rnn(config, units, name, use_cudnn, dtype):
     cls = layers.LSTM if config.cell == "lstm" else layers.GRU
-    return cls(units, return_sequences=True, return_state=True, name=name, use_cudnn=use_cudnn)
+    return cls(units, return_sequences=True, return_state=True, name=name, use_cudnn=use_cudnn, dtype=dtype)
 
 
-def build_model(config: ModelConfig, use_cudnn="auto"):
+def build_model(config: ModelConfig, use_cudnn="auto", mixed_precision=False):
     """Teacher-forced model: (source_ids, target_in_ids) -> logits over the vocabulary at every target step.
 
     use_cudnn=False keeps the recurrent layers XLA-compilable on a GPU (cuDNN's kernels are not); the weights
-    and the outputs are the same either way."""
+    and the outputs are the same either way. mixed_precision computes in bfloat16 with float32 weights; the
+    logits stay float32. It is set per layer, not through Keras' global policy, so no other model is touched."""
+    dtype = "mixed_bfloat16" if mixed_precision else None
     source = keras.Input((None,), dtype="int32", name="source_ids")
     target_in = keras.Input((None,), dtype="int32", name="target_in_ids")
-    embedding = ReversibleEmbedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
+    embedding = ReversibleEmbedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding",
+                                    dtype=dtype)
     states_per_layer = {"lstm": 2, "gru": 1}[config.cell]
 
     x = embedding(source)
     starts = []
     for i in range(config.layers):
-        x = layers.Dropout(config.dropout, name=f"encoder_dropout{i}")(x)
-        out = layers.Bidirectional(_rnn(config, config.encoder_units, f"encoder_rnn{i}", use_cudnn),
-                                   name=f"encoder_layer{i}")(x)
+        x = layers.Dropout(config.dropout, name=f"encoder_dropout{i}", dtype=dtype)(x)
+        out = layers.Bidirectional(_rnn(config, config.encoder_units, f"encoder_rnn{i}", use_cudnn, dtype),
+                                   name=f"encoder_layer{i}", dtype=dtype)(x)
         x, forward, backward = out[0], out[1:1 + states_per_layer], out[1 + states_per_layer:]
-        starts.append([layers.Concatenate(name=f"encoder_state{i}_{k}")([f, b])
+        starts.append([layers.Concatenate(name=f"encoder_state{i}_{k}", dtype=dtype)([f, b])
                        for k, (f, b) in enumerate(zip(forward, backward))])
 
     y = embedding(target_in)
     for i in range(config.layers):
-        y = layers.Dropout(config.dropout, name=f"decoder_dropout{i}")(y)
-        y = _rnn(config, config.decoder_units, f"decoder_layer{i}", use_cudnn)(y, initial_state=starts[i])[0]
+        y = layers.Dropout(config.dropout, name=f"decoder_dropout{i}", dtype=dtype)(y)
+        y = _rnn(config, config.decoder_units, f"decoder_layer{i}", use_cudnn, dtype)(y, initial_state=starts[i])[0]
 
     source_mask = ops.not_equal(source, 0)
-    attended = LuongAttention(config.decoder_units, name="attention")(y, x, source_mask)
-    attended = layers.Dropout(config.dropout, name="output_dropout")(attended)
+    attended = LuongAttention(config.decoder_units, name="attention", dtype=dtype)(y, x, source_mask)
+    attended = layers.Dropout(config.dropout, name="output_dropout", dtype=dtype)(attended)
     if config.tie_embeddings:
-        projected = layers.Dense(config.embedding_dim, use_bias=False, name="output_projection")(attended)
+        projected = layers.Dense(config.embedding_dim, use_bias=False, name="output_projection", dtype=dtype)(attended)
         logits = OutputBias(name="output", dtype="float32")(embedding(projected, reverse=True))
     else:
         logits = layers.Dense(config.vocab_size, name="output", dtype="float32")(attended)

@@ -102,7 +102,8 @@ class Trainer:
         keras.utils.set_random_seed(s.seed)
         with self.strategy.scope():
             # XLA compiles the whole step, so no cuDNN kernels on a GPU; --no-xla gives them back.
-            self.model = build_model(run.model_config, use_cudnn=False if s.xla else "auto")
+            self.model = build_model(run.model_config, use_cudnn=False if s.xla else "auto",
+                                     mixed_precision=s.mixed_precision)
             self.optimizer = keras.optimizers.Adam(s.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         run.initialise(self.model)
@@ -110,12 +111,14 @@ class Trainer:
         self.train_step, self.eval_step = make_steps(self.model, self.optimizer, self.strategy, s, spec)
         self.progress = {"epoch": 0, "batch": 0, "step": 0, "epoch_loss": 0.0, "epoch_tokens": 0.0,
                          "best_val_loss": None, "bad_epochs": 0, "learning_rate": s.learning_rate,
-                         "train_seconds": 0.0}
+                         "train_seconds": 0.0, "elapsed_seconds": 0.0}
         if run.resume:
             self.progress.update(checkpoints.restore(run.checkpoint_dir, self.model, self.optimizer))
             self.optimizer.learning_rate.assign(self.progress["learning_rate"])
             log(f"resumed from step {self.progress['step']} (epoch {self.progress['epoch'] + 1}, "
                 f"batch {self.progress['batch']})")
+        self.progress.setdefault("elapsed_seconds", self.progress["train_seconds"])  # older checkpoints
+        self._clock = (time.perf_counter(), self.progress["elapsed_seconds"])  # restarted when fit() begins
         self.per_epoch = pipeline.batches_per_epoch(run.cache_dir, run.manifest, "train", s)
         self.valid_batches = pipeline.batches_per_epoch(run.cache_dir, run.manifest, "valid", s) \
             if run.manifest["valid"]["pairs"] else 0
@@ -164,7 +167,7 @@ class Trainer:
                  + (f", {self.replicas} replicas" if self.replicas > 1 else ""))
         handlers = self._catch_signals()
         interrupted = False
-        self._fit_started = time.perf_counter()
+        self._clock = (time.perf_counter(), p["elapsed_seconds"])
         try:
             while p["epoch"] < s.epochs and not self._step_limit_reached():
                 if self.stop_signal is not None:
@@ -204,12 +207,34 @@ class Trainer:
                 pass
         return handlers
 
+    def _elapsed(self):
+        """Seconds of training so far, validation included, over this process and the runs it resumes."""
+        started, before = self._clock
+        return before + time.perf_counter() - started
+
+    def _budget_used(self):
+        """The share of the run's budget spent: the largest of steps over --max-steps, steps over the epochs'
+        steps, and time over --time-limit."""
+        s, p = self.settings, self.progress
+        used = p["step"] / max(s.epochs * self.per_epoch, 1)
+        if s.max_steps:
+            used = max(used, p["step"] / s.max_steps)
+        if s.time_limit:
+            used = max(used, self._elapsed() / (60 * s.time_limit))
+        return min(used, 1.0)
+
     def _step_limit_reached(self):
-        """--max-steps or --time-limit (minutes since this process began training) has been reached."""
+        """--max-steps or --time-limit has been reached."""
         s = self.settings
-        if s.time_limit and time.perf_counter() - self._fit_started >= 60 * s.time_limit:
+        if s.time_limit and self._elapsed() >= 60 * s.time_limit:
             return True
         return bool(s.max_steps) and self.progress["step"] >= s.max_steps
+
+    def _set_learning_rate(self):
+        """The cosine schedule's rate for the next step."""
+        rate = 0.5 * self.settings.learning_rate * (1 + math.cos(math.pi * self._budget_used()))
+        self.progress["learning_rate"] = rate
+        self.optimizer.learning_rate.assign(rate)
 
     def _epoch(self):
         """One pass over the training data (or its remainder, after a resume). True means stop training."""
@@ -218,7 +243,10 @@ class Trainer:
             if sys.stdout.isatty() and self.chief else None
         started, tokens_before = time.perf_counter(), p["epoch_tokens"]
         exhausted = True
+        cosine = s.lr_schedule == "cosine"
         while p["batch"] < self.per_epoch:
+            if cosine:
+                self._set_learning_rate()
             t, n = self.train_step(*self._next_batch())
             t, n = float(t), float(n)
             if not math.isfinite(t):
@@ -264,8 +292,9 @@ class Trainer:
                 self._export()
         else:
             p["bad_epochs"] += 1
-            p["learning_rate"] *= s.lr_decay  # a smaller step size when validation stalls
-            self.optimizer.learning_rate.assign(p["learning_rate"])
+            if s.lr_schedule == "plateau":  # a smaller step size when validation stalls
+                p["learning_rate"] *= s.lr_decay
+                self.optimizer.learning_rate.assign(p["learning_rate"])
         self.logs.write(p, train_loss, val_loss, rate)
         self._checkpoint()
         if s.patience and p["bad_epochs"] >= s.patience:
@@ -277,7 +306,8 @@ class Trainer:
 
     # -- saving -----------------------------------------------------------------------------------------------
     def _checkpoint(self):
-        state = json.dumps(self.progress, sort_keys=True)
+        self.progress["elapsed_seconds"] = self._elapsed()
+        state = json.dumps({k: v for k, v in self.progress.items() if k != "elapsed_seconds"}, sort_keys=True)
         if state != self._saved:  # nothing new since the last save at this step
             checkpoints.save(self.run.checkpoint_dir, self.model, self.optimizer, self.progress)
             self._saved = state
