@@ -95,15 +95,19 @@ class _Rules:
         self.only_end = np.full(vocab, _NEG_INF, np.float32)
         self.only_end[END_ID] = 0.0
 
+    def mask(self, t):
+        """The additive mask of step t, n-gram blocking aside."""
+        if t >= self.max_length:
+            return self.only_end
+        return self.may_end if t >= self.min_length else self.no_end
+
     def apply(self, logits, t, history):
         """Set the logits of every token that may not come next to -inf, in place. END is never in a history,
         so n-gram blocking never forbids it."""
-        if t >= self.max_length:
-            logits += self.only_end
-            return
-        if t >= self.min_length:
-            logits += self.may_end
-            _block_repeats(logits, history, self.no_repeat)
+        if t >= self.min_length or t >= self.max_length:
+            logits += self.mask(t)
+            if t < self.max_length:
+                _block_repeats(logits, history, self.no_repeat)
             return
         end = logits[:, END_ID].copy()
         logits += self.no_end
@@ -122,16 +126,17 @@ def _draw(p, rng):
 def _draw_top(x, rng, width, top_p, whole_row_mass):
     """Sample among each row's `width` likeliest tokens, cut to the top_p nucleus (the smallest set whose mass
     reaches top_p of the row's, or of the width's, mass). Returns the ids and the rows whose nucleus is wider."""
-    index = np.argpartition(-x, width - 1, axis=1)[:, :width]
-    values = np.take_along_axis(x, index, 1)
+    rows = np.arange(len(x))[:, None]
+    index = np.argpartition(x, x.shape[1] - width, axis=1)[:, x.shape[1] - width:]
+    values = x[rows, index]
     order = np.argsort(-values, axis=1, kind="stable")
-    index, values = np.take_along_axis(index, order, 1), np.take_along_axis(values, order, 1)
+    index, values = index[rows, order], values[rows, order]
     p = np.exp(values - values[:, :1])
     cum = np.cumsum(p, axis=1)
     mass = np.exp(x - values[:, :1]).sum(axis=1) if whole_row_mass else cum[:, -1]
     size = (cum < np.float32(top_p) * mass[:, None]).sum(axis=1) + 1
     p[np.arange(width) >= size[:, None]] = 0
-    return np.take_along_axis(index, _draw(p, rng)[:, None], 1)[:, 0], size > width
+    return index[rows[:, 0], _draw(p, rng)], size > width
 
 
 def _draw_nucleus(x, rng, top_p):
@@ -170,33 +175,34 @@ def _greedy_choice(logits):
 
 def _decode_one(engine, padded, choose, config):
     """_decode_rows for a single row, the interactive case: the same choices and sums, with per-step
-    bookkeeping in plain Python (n-gram blocking from a dict of seen prefixes), because at batch size one the
-    NumPy calls' fixed cost, not arithmetic, is what a reply waits for."""
+    bookkeeping in plain Python (n-gram blocking from a dict of seen prefixes, the log-probability summed from
+    every step's logits in one pass at the end), because at batch size one the NumPy calls' fixed cost, not
+    arithmetic, is what a reply waits for."""
     encoded = engine.encode(padded)
     rules = _Rules(engine.output_bias.shape[0], config.min_length, config.max_length, 0)
     n = config.no_repeat_ngram
     seen = {}  # (n-1)-gram -> tokens that followed it
-    ids, total = [], 0.0
-    state, previous = encoded.state, np.array([START_ID])
+    ids, raw = [], []
+    state, previous = encoded.state, START_ID
     for t in range(config.max_length + 1):
         logits, state = engine.step(encoded, state, previous)
-        norm = _log_normaliser(logits)
-        end = logits[0, END_ID]
-        rules.apply(logits, t, None)
-        banned = seen.get(tuple(ids[len(ids) - n + 1:]) if n > 1 else ()) if n > 0 and len(ids) >= n - 1 else None
-        if banned and t < config.max_length:
-            logits[0, banned] = _NEG_INF
-            if t < config.min_length and np.isneginf(logits.max()):
-                logits[0, END_ID] = end  # blocking left nothing (tiny vocabularies): let it end
-        token = int(choose(logits)[0])
-        total += float(logits[0, token] - norm[0])
-        if token == END_ID:
+        raw.append(logits)
+        masked = logits + rules.mask(t)
+        if n > 0 and len(ids) >= n - 1 and t < config.max_length:
+            banned = seen.get(tuple(ids[len(ids) - n + 1:]))
+            if banned:
+                masked[0, banned] = _NEG_INF
+                if t < config.min_length and np.isneginf(masked.max()):
+                    masked[0, END_ID] = logits[0, END_ID]  # blocking left nothing (tiny vocabularies): let it end
+        previous = int(choose(masked)[0])
+        if previous == END_ID:  # always, by max_length: then only END may follow
             break
         if n > 0 and len(ids) >= n - 1:
-            seen.setdefault(tuple(ids[len(ids) - n + 1:]) if n > 1 else (), []).append(token)
-        ids.append(token)
-        previous = np.array([token])
-    return [(ids, total)]
+            seen.setdefault(tuple(ids[len(ids) - n + 1:]), []).append(previous)
+        ids.append(previous)
+    raw = np.concatenate(raw)
+    picked = raw[np.arange(len(raw)), ids + [END_ID]] - _log_normaliser(raw)
+    return [(ids, float(np.sum(picked, dtype=np.float64)))]
 
 
 def _decode_rows(engine, padded, choose, config, repeat=1):
@@ -242,8 +248,9 @@ def _beam_search(engine, padded, k, n_want, config):
     """Beam search of width k over every source at once (a B*k batch). Returns up to n_want Candidates each."""
     alpha, min_length, max_length = config.length_penalty, config.min_length, config.max_length
     sources = len(padded)
-    encoded = engine.encode(padded).select(np.repeat(np.arange(sources), k))
-    state, previous = encoded.state, np.full(sources * k, START_ID)
+    first = engine.encode(padded)
+    encoded = first.select(np.repeat(np.arange(sources), k))
+    state, previous = first.state, np.full(sources, START_ID)
     vocab = engine.output_bias.shape[0]
     sums = np.full((sources, k), -np.inf)
     sums[:, 0] = 0.0  # all k beams start identical: only the first one is expanded
@@ -253,16 +260,21 @@ def _beam_search(engine, padded, k, n_want, config):
     width = min(2 * k, k * vocab)
     rules = _Rules(vocab, min_length, max_length, config.no_repeat_ngram)
     for t in range(max_length + 1):
-        logits, state = engine.step(encoded, state, previous)
+        if t:
+            logits, state = engine.step(encoded, state, previous)
+        else:  # the k beams start identical: step one row per source, and copy it
+            logits, state = engine.step(first, state, previous)
+            logits, state = np.repeat(logits, k, axis=0), np.repeat(state, k, axis=2)
         norm = _log_normaliser(logits)
         rules.apply(logits, t, tokens)  # -inf masks: the same before or after normalising
         n = len(alive)
+        by_row = np.arange(n)[:, None]  # plain fancy indexing: take_along_axis costs several microseconds a call
         # sums + log-softmax in one pass over the (n, k, vocab) scores, normalisers folded into the row offsets
         offsets = (sums - norm.reshape(n, k)).astype(np.float32)
         totals = (logits.reshape(n, k, vocab) + offsets[:, :, None]).reshape(n, k * vocab)
-        top = np.argpartition(-totals, width - 1, axis=1)[:, :width]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(totals, top, 1), axis=1, kind="stable"), 1)
-        rows = np.arange(n)[:, None] * k + top // vocab
+        top = np.argpartition(totals, k * vocab - width, axis=1)[:, k * vocab - width:]
+        top = top[by_row, np.argsort(-totals[by_row, top], axis=1, kind="stable")]
+        rows = by_row * k + top // vocab
         token = top % vocab
         new_sums = sums.reshape(-1)[rows] + (logits[rows, token] - norm[rows])
         is_end = token == END_ID
@@ -271,9 +283,9 @@ def _beam_search(engine, padded, k, n_want, config):
             finished[alive[b]].append(_candidate(tokens[rows[b, j]].tolist(), float(new_sums[b, j]), alpha))
         go_on = ~is_end
         cols = np.nonzero(go_on & (np.cumsum(go_on, axis=1) <= k))[1].reshape(n, k)  # ENDs <= k, so k remain
-        parents = np.take_along_axis(rows, cols, 1).reshape(-1)
-        previous = np.take_along_axis(token, cols, 1).reshape(-1)
-        sums = np.take_along_axis(new_sums, cols, 1)
+        parents = rows[by_row, cols].reshape(-1)
+        previous = token[by_row, cols].reshape(-1)
+        sums = new_sums[by_row, cols]
         state, tokens = state[:, :, parents], np.concatenate([tokens[parents], previous[:, None]], axis=1)
         # A source is done once n_want finished hypotheses exist that no live beam can beat: log-probs only
         # fall, so the best live sum over the most favourable length penalty bounds every continuation.

@@ -12,10 +12,12 @@ import unicodedata
 from .errors import ModelError
 
 
-def _real_overridden(method):
-    from nltk.internals import overridden
+def _deferred(module, name):
+    """A stand-in for module.name that imports the real one when first called."""
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
-    return overridden(method)
+    return call
 
 
 def _import_nltk_tokenizers():
@@ -28,16 +30,18 @@ def _import_nltk_tokenizers():
 
         return TweetTokenizer, TreebankWordDetokenizer
     base = os.path.dirname(importlib.util.find_spec("nltk").origin)
-    stand_ins = {"nltk": base, "nltk.tokenize": os.path.join(base, "tokenize"), "nltk.internals": None}
-    for name, path in stand_ins.items():
+    stand_ins = {"nltk": {"__path__": [base]}, "nltk.tokenize": {"__path__": [os.path.join(base, "tokenize")]},
+                 # nltk.tokenize.api takes one helper from nltk.internals, and nltk.tokenize.util two from
+                 # xml.sax.saxutils, whose imports (urllib, http.client, ssl, email...) cost more than the
+                 # tokenizers themselves: 30 ms and 8 MB. They are only called by tokenizer methods this project
+                 # never uses, and then the real ones are fetched.
+                 "nltk.internals": {"overridden": _deferred("nltk.internals", "overridden")},
+                 "xml.sax.saxutils": {name: _deferred("xml.sax.saxutils", name) for name in ("escape", "unescape")}}
+    stand_ins = {name: attributes for name, attributes in stand_ins.items() if name not in sys.modules}
+    for name, attributes in stand_ins.items():
         module = types.ModuleType(name)
-        if path:
-            module.__path__ = [path]
+        module.__dict__.update(attributes)
         sys.modules[name] = module
-    # nltk.tokenize.api takes one helper from nltk.internals, whose imports (http.client, urllib, zipfile...)
-    # cost more than the tokenizers themselves; the helper is only called for tokenizers that define no
-    # tokenize() of their own, and then the real one is fetched.
-    sys.modules["nltk.internals"].overridden = _real_overridden
     try:
         from nltk.tokenize.casual import TweetTokenizer
         from nltk.tokenize.treebank import TreebankWordDetokenizer

@@ -165,7 +165,8 @@ def test_beam_finds_at_least_greedy_log_prob():
         g = decode(engine, SOURCES, config(length_penalty=0.0))
         b = decode(engine, SOURCES, config(mode="beam", beam=5, length_penalty=0.0))
         for (gc,), (bc,) in zip(g, b):
-            assert bc.log_prob >= gc.log_prob - 1e-6
+            # float32 logits: batches of 1-7 rows and of 8 or more take different BLAS kernels
+            assert bc.log_prob >= gc.log_prob - 1e-5
             improved += bc.log_prob > gc.log_prob + 1e-3
     assert improved > 0
 
@@ -242,3 +243,19 @@ def test_score_replies_matches_teacher_forced_logits_and_empty_input_is_pad():
     assert score_reply(engine, [], [8]) == pytest.approx(score_reply(engine, [PAD_ID], [8]))
     assert decode(engine, [[]], config()) == decode(engine, [[PAD_ID]], config())
     assert decode(engine, [], config()) == []
+
+
+def test_decoder_input_rows_do_not_depend_on_which_tokens_came_first():
+    """The engine folds embedding rows into the first decoder layer lazily, a block at a time; a token's logits
+    are the same bit for bit whether its block was folded alone or with a whole batch's tokens."""
+    alone, batch_first = make_engine(3), make_engine(3)
+    encoded = alone.encode(np.array([[5, 6, 7]]))
+    batch_first.step(batch_first.encode(np.array([[5, 6, 7]] * 8)), encoded.state.repeat(8, axis=2),
+                     np.arange(8, 40, 4))
+    for token in (9, 33, START_ID):
+        a, _ = alone.step(encoded, encoded.state, token)
+        b, _ = batch_first.step(encoded, encoded.state, np.array([token]))
+        np.testing.assert_array_equal(a, b)
+        cell = alone.decoder[0]
+        unfolded = (alone.embedding[token] @ cell.kernel + cell.input_bias) * cell.scale
+        np.testing.assert_allclose(alone._decoder_inputs.table[token], unfolded, rtol=1e-5, atol=1e-6)
