@@ -5,8 +5,8 @@ Throughput, in real (non-padding) target tokens per second, measured over --step
   (a) our step: length-sorted batches from the shard cache (pipeline._batches), the custom teacher-forcing step as
       `chatbot train` runs it (XLA off by default: on CPU it is slower), and with --compare-xla (a') the same step
       with XLA switched (it compiles every shape first, a few minutes);
-  (b) in the same run, plain Keras `model.fit` (default compile settings) on the same model, over fixed-length
-      padded batches.
+  (b) in the same run, plain Keras `model.fit` (default compile settings) on the same model (the preset's
+      precision), over fixed-length padded batches, and (b') the same in float32 when the preset uses bfloat16.
 Memory: the peak resident size (ru_maxrss) of a subprocess that builds the shard cache and streams one pass of
 batches, for the corpus and for the corpus repeated 10 times (written to a temporary folder).
 
@@ -50,13 +50,15 @@ def prepare(data, fmt, settings, workdir):
     return pipeline.write_shards(workdir, vocab), vocab
 
 
-def _model(settings, vocab_size, use_cudnn="auto"):
+def _model(settings, vocab_size):
+    """The model as the trainer builds it: the preset's size and precision."""
     import keras
 
     from training.model import build_model
 
     keras.utils.set_random_seed(settings.seed)
-    return build_model(settings.model_config(vocab_size), use_cudnn=use_cudnn)
+    return build_model(settings.model_config(vocab_size), use_cudnn=False if settings.xla else "auto",
+                       mixed_precision=settings.mixed_precision)
 
 
 def sorted_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
@@ -67,7 +69,7 @@ def sorted_throughput(settings, workdir, manifest, vocab_size, steps, warmup):
     from training import pipeline
     from training.train import make_steps
 
-    model = _model(settings, vocab_size, use_cudnn=False)  # as the trainer builds it for XLA
+    model = _model(settings, vocab_size)
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     optimizer.build(model.trainable_variables)
     train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), settings)
@@ -247,14 +249,17 @@ def main():
                 alt, _ = sorted_throughput(other, workdir, manifest, len(vocab), args.steps, args.warmup)
                 print(f"(a') the same step with XLA {'on' if other.xla else 'off'}: {alt:,.0f} real target tokens/s")
             fit, fit_compile, jit = fit_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(b) plain model.fit, fixed-length padded batches (jit_compile resolved to {jit}): {fit:,.0f} "
-                  f"real target tokens/s over {args.steps} steps (compile + warm-up {fit_compile:.0f} s)")
+            precision = "bfloat16 mixed precision, as the preset" if settings.mixed_precision else "float32"
+            print(f"(b) plain model.fit of the same model ({precision}), fixed-length padded batches (jit_compile "
+                  f"resolved to {jit}): {fit:,.0f} real target tokens/s over {args.steps} steps (compile + warm-up "
+                  f"{fit_compile:.0f} s)")
             print(f"ratio (a)/(b): {ours / fit:.2f}x")
-            if not jit:  # and how much of that is XLA alone
-                xla, xla_compile, _ = fit_throughput(settings, workdir, manifest, len(vocab), args.steps,
-                                                     args.warmup, jit_compile=True)
-                print(f"(b') the same model.fit with jit_compile=True: {xla:,.0f} real target tokens/s "
-                      f"(compile + warm-up {xla_compile:.0f} s); ratio (a)/(b'): {ours / xla:.2f}x")
+            if settings.mixed_precision:  # and against Keras' out-of-the-box float32
+                plain = dataclasses.replace(settings, mixed_precision=False)
+                fp32, _, _ = fit_throughput(plain, workdir, manifest, len(vocab), args.steps, args.warmup)
+                print(f"(b') the same model.fit in float32: {fp32:,.0f} real target tokens/s; "
+                      f"ratio (a)/(b'): {ours / fp32:.2f}x")
+
 
 if __name__ == "__main__":
     main()

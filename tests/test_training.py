@@ -245,29 +245,29 @@ RESUMABLE = ("--data", PAIRS, "--preset", "tiny", "--epochs", "50", "--seed", "5
 
 
 @pytest.fixture(scope="module")
-def six_steps(tmp_path_factory):
+def seven_steps(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume") / "bot"
-    assert "stopped at step 6" in trained_here(*RESUMABLE, "--out", str(out), "--max-steps", "6")
+    assert "stopped at step 7" in trained_here(*RESUMABLE, "--out", str(out), "--max-steps", "7")
     return out
 
 
-def test_resume_equals_an_uninterrupted_run(six_steps, tmp_path):
-    resumed = trained_here(*RESUMABLE, "--out", str(six_steps), "--max-steps", "12", "--resume")
-    assert "resumed from step 6 (epoch 2, batch 2)" in resumed  # 4 batches an epoch
+def test_resume_equals_an_uninterrupted_run(seven_steps, tmp_path):
+    resumed = trained_here(*RESUMABLE, "--out", str(seven_steps), "--max-steps", "14", "--resume")
+    assert "resumed from step 7 (epoch 3, batch 1)" in resumed  # 3 batches an epoch: inside an epoch
     straight = tmp_path / "straight"
-    trained_here(*RESUMABLE, "--out", str(straight), "--max-steps", "12")
+    trained_here(*RESUMABLE, "--out", str(straight), "--max-steps", "14")
     # Same data order, optimizer state and dropout masks: the same weights, and the same log.
-    assert max_difference(six_steps, straight) < 1e-5
+    assert max_difference(seven_steps, straight) < 1e-5
     columns = ["epoch", "step", "train_loss"]
-    assert [[r[c] for c in columns] for r in read_log(six_steps)] == \
+    assert [[r[c] for c in columns] for r in read_log(seven_steps)] == \
         [[r[c] for c in columns] for r in read_log(straight)]
 
 
-def test_resume_with_a_different_config_is_refused(six_steps):
-    result = train("--out", str(six_steps), "--resume", "--units", "32")
+def test_resume_with_a_different_config_is_refused(seven_steps):
+    result = train("--out", str(seven_steps), "--resume", "--units", "32")
     assert result.returncode == 2
     assert "different config" in error_line(result) and "encoder_units" in error_line(result)
-    result = train("--out", str(six_steps), "--resume", "--preset", "small")
+    result = train("--out", str(seven_steps), "--resume", "--preset", "small")
     assert result.returncode == 2 and "different config" in error_line(result)
 
 
