@@ -168,6 +168,17 @@ def cold_tf_figures(model_dir):
     return wall, rss
 
 
+def machine_speed():
+    """How fast this (shared) machine is right now, in the two costs a reply is made of: NumPy's fixed cost per
+    call, and a matrix-vector product as large as the default model's output layer. Figures from runs whose
+    calibration differs are not comparable."""
+    tiny = np.ones(8, np.float32)
+    x, w = np.ones((1, 256), np.float32), np.ones((256, 2908), np.float32)
+    call = median_ms(lambda: np.tanh(tiny), 2000) * 1000
+    product = median_ms(lambda: x @ w, 2000) * 1000
+    return f"machine now: one small NumPy call {call:.2f} us, a 256x2908 float32 matrix-vector product {product:.1f} us"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="bundle to measure (default: the shipped model)")
@@ -175,6 +186,7 @@ def main():
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow baselines")
     args = parser.parse_args()
     default = bundle_io.load(args.model)
+    print(machine_speed())
     with tempfile.TemporaryDirectory() as tmp:
         base = base_bundle(Path(tmp) / "base")
         tied = base_bundle(Path(tmp) / "tied", tied=True)
