@@ -242,8 +242,9 @@ def main():
             print(f"cache: {manifest['train']['pairs']:,} training pairs, vocabulary {len(vocab):,} "
                   f"({time.perf_counter() - started:.0f} s)")
             ours, ours_compile = sorted_throughput(settings, workdir, manifest, len(vocab), args.steps, args.warmup)
-            print(f"(a) length-sorted batches, custom step as `chatbot train` runs it (XLA {'on' if settings.xla else 'off'}): "
-                  f"{ours:,.0f} real target tokens/s over {args.steps} steps (compile + warm-up {ours_compile:.0f} s)")
+            print(f"(a) length-sorted batches, custom step as `chatbot train` runs it "
+                  f"(XLA {'on' if settings.xla else 'off'}): {ours:,.0f} real target tokens/s over {args.steps} steps "
+                  f"(compile + warm-up {ours_compile:.0f} s)")
             if args.compare_xla:
                 other = dataclasses.replace(settings, xla=not settings.xla)
                 alt, _ = sorted_throughput(other, workdir, manifest, len(vocab), args.steps, args.warmup)

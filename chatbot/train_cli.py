@@ -11,10 +11,10 @@ FORMATS = ("auto", "dailydialog", "cornell", "chatterbot", "tsv", "jsonl", "text
 
 # CLI option -> TrainSettings field, for everything a preset sets and a user may override.
 OVERRIDES = {"epochs": int, "max_steps": int, "time_limit": float, "batch_size": int, "units": int,
-             "embedding_dim": int, "layers": int, "cell": str, "dropout": float, "learning_rate": float, "max_vocab": int,
-             "min_count": int, "max_source_len": int, "max_target_len": int, "context_turns": int, "seed": int,
-             "patience": int, "checkpoint_every": int, "valid_fraction": float, "lr_decay": float, "clipnorm": float,
-             "lr_schedule": str, "strategy": str}
+             "embedding_dim": int, "layers": int, "cell": str, "dropout": float, "learning_rate": float,
+             "max_vocab": int, "min_count": int, "max_source_len": int, "max_target_len": int, "context_turns": int,
+             "seed": int, "patience": int, "checkpoint_every": int, "valid_fraction": float, "lr_decay": float,
+             "clipnorm": float, "lr_schedule": str, "strategy": str}
 
 
 def add_parser(sub):

@@ -51,7 +51,8 @@ class TrainSettings:
     keep: str = "best"
     seed: int = 1
     checkpoint_every: int = 500
-    # On CPU the XLA-compiled step measured 2.4x slower than the plain graph (bin/bench_training.py).
+    # Off: on this CPU the XLA-compiled step was no faster than the plain graph (bin/bench_training.py
+    # --compare-xla), and it compiles once per batch shape.
     xla: bool = False
     # bfloat16 arithmetic with float32 weights (Keras' mixed_bfloat16 policy): 1.5x the tokens/s on this CPU
     # (AVX512-BF16), and what recent GPUs are built for. Bundles stay float32.
@@ -79,7 +80,8 @@ class TrainSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "patience", "time_limit"):  # --epochs 0 exports the starting weights untrained
+        # --epochs 0 exports the starting weights untrained
+        for name in ("epochs", "max_steps", "patience", "time_limit"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
         if self.keep not in ("best", "last"):

@@ -277,8 +277,8 @@ class Trainer:
                 p["best_val_loss"] = val_loss
                 self._export()
             self.log(f"stopped at step {p['step']} (--max-steps or --time-limit), {p['batch']}/{self.per_epoch} "
-                     f"batches into "
-                     f"epoch {p['epoch'] + 1}" + (f", val loss {val_loss:.3f}" if val_loss is not None else ""))
+                     f"batches into epoch {p['epoch'] + 1}"
+                     + (f", val loss {val_loss:.3f}" if val_loss is not None else ""))
             return True
         train_loss = p["epoch_loss"] / max(p["epoch_tokens"], 1.0)
         val_loss = self.validate()
